@@ -1,0 +1,39 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PLATFORM_HOME ?= $(CURDIR)/.platform
+export DAGSTER_HOME ?= $(PLATFORM_HOME)/dagster_home
+DEMO_ARGS ?=
+
+.PHONY: install demo dev test lint bench
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The CPU build of torch first: a plain requirement would pull a multi-GB CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# A local pseudonymization key, generated once and never committed.
+.env:
+	python3 -c 'import secrets; print("PSEUDONYMIZATION_KEY=" + secrets.token_hex(32))' > $@
+
+demo: install .env
+	mkdir -p $(DAGSTER_HOME)
+	$(PY) demo.py $(DEMO_ARGS)
+
+dev: install .env
+	mkdir -p $(DAGSTER_HOME)
+	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3001
+
+test: install
+	$(VENV)/bin/pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+bench: install
+	$(PY) bench/medallion.py --rows 1000000

@@ -1,0 +1,1 @@
+"""Asset jobs and schedules. Every module here is loaded by definitions.py."""

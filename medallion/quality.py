@@ -1,0 +1,143 @@
+"""Quality gates as plain functions: each returns whether the data may be used, and why not.
+
+The Dagster layer turns these outcomes into asset checks; the ones that mean "do not use this
+data" are blocking there, so nothing downstream runs on a partition that failed them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandera.errors
+import polars as pl
+
+from medallion.contracts import silver_contract
+from medallion.silver import SilverResult
+from medallion.tables import TableSpec
+
+SAMPLE_ROWS = 10
+
+
+@dataclass(frozen=True)
+class Outcome:
+    passed: bool
+    description: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def contract(silver: pl.DataFrame, spec: TableSpec) -> Outcome:
+    """The silver table matches its pandera contract: types, rules, unique keys, no raw PII."""
+    try:
+        silver_contract(spec).validate(silver, lazy=True)
+    except pandera.errors.SchemaErrors as errors:
+        cases = errors.failure_cases.head(SAMPLE_ROWS)
+        return Outcome(False, f"{len(errors.failure_cases)} contract violations", _sample(cases))
+    return Outcome(True, "silver rows match the contract")
+
+
+def row_accounting(result: SilverResult) -> Outcome:
+    """Every bronze row is a silver row, a quarantined row or a removed duplicate."""
+    accounted = result.silver.height + result.quarantine.height + result.duplicates_removed
+    counts = {
+        "bronze_rows": result.bronze_rows,
+        "silver_rows": result.silver.height,
+        "quarantined_rows": result.quarantine.height,
+        "duplicates_removed": result.duplicates_removed,
+    }
+    passed = accounted == result.bronze_rows
+    verdict = "adds up" if passed else f"is off by {result.bronze_rows - accounted}"
+    return Outcome(passed, f"bronze = silver + quarantined + duplicates {verdict}", counts)
+
+
+def quarantine_rate(result: SilverResult, max_rate: float) -> Outcome:
+    """Too many rejected rows means the partition as a whole cannot be trusted."""
+    rate = result.quarantine.height / result.bronze_rows if result.bronze_rows else 0.0
+    by_check = (
+        result.quarantine.explode("failed_checks")
+        .group_by("failed_checks")
+        .len()
+        .sort("len", descending=True)
+    )
+    metadata = {
+        "quarantine_rate": rate,
+        "max_rate": max_rate,
+        "quarantined_rows": result.quarantine.height,
+        "failed_checks": dict(by_check.iter_rows()),
+        **_sample(result.quarantine.select("failed_checks", "original", "_source_file")),
+    }
+    passed = rate <= max_rate
+    description = f"{rate:.2%} of rows quarantined (limit {max_rate:.2%})"
+    return Outcome(passed, description, metadata)
+
+
+def duplicate_rate(result: SilverResult, max_rate: float) -> Outcome:
+    rate = result.duplicates_removed / result.bronze_rows if result.bronze_rows else 0.0
+    return Outcome(
+        rate <= max_rate,
+        f"{rate:.2%} of rows were duplicates (limit {max_rate:.2%})",
+        {"duplicate_rate": rate, "duplicates_removed": result.duplicates_removed},
+    )
+
+
+def null_rates(silver: pl.DataFrame, spec: TableSpec, max_rate: float) -> Outcome:
+    """Optional columns may be null, but not so often that features built on them are empty."""
+    rates = {
+        name: (silver[name].null_count() / silver.height if silver.height else 0.0)
+        for name in silver.columns
+        if not name.startswith("_")
+    }
+    optional = {c.name for c in spec.columns if not c.required}
+    too_high = {name: rate for name, rate in rates.items() if name in optional and rate > max_rate}
+    return Outcome(
+        not too_high,
+        f"optional columns over {max_rate:.0%} null: {sorted(too_high)}" if too_high else "ok",
+        {"null_rates": rates, "max_rate": max_rate},
+    )
+
+
+def referential_integrity(
+    frame: pl.DataFrame, column: str, known: pl.Series, max_orphan_rate: float
+) -> Outcome:
+    """Rows whose ``column`` names no known entity (e.g. a transaction of an unknown customer)."""
+    orphans = frame.filter(~pl.col(column).is_in(known.implode()))
+    rate = orphans.height / frame.height if frame.height else 0.0
+    return Outcome(
+        rate <= max_orphan_rate,
+        f"{orphans.height} rows ({rate:.2%}) reference an unknown {column}",
+        {
+            "orphan_rate": rate,
+            "orphans": orphans.height,
+            "max_orphan_rate": max_orphan_rate,
+            **_sample(orphans.select(pl.first(), pl.col(column))),
+        },
+    )
+
+
+def point_in_time(gold: pl.DataFrame) -> Outcome:
+    """No row uses a profile from after its transaction or a label known before it happened."""
+    future_profiles = gold.filter(pl.col("customer_profile_valid_from") > pl.col("event_time"))
+    early_labels = gold.filter(pl.col("label_known_at") <= pl.col("event_time"))
+    bad = future_profiles.height + early_labels.height
+    return Outcome(
+        bad == 0,
+        f"{future_profiles.height} rows use a future profile, "
+        f"{early_labels.height} rows have a label known before the transaction",
+        {"rows": bad, **_sample(pl.concat([future_profiles, early_labels]))},
+    )
+
+
+def profile_match_rate(gold: pl.DataFrame, min_rate: float) -> Outcome:
+    """Transactions whose customer had no profile yet point at a gap in customer ingestion."""
+    rate = (
+        1 - gold["customer_profile_valid_from"].null_count() / gold.height if gold.height else 1.0
+    )
+    return Outcome(
+        rate >= min_rate,
+        f"{rate:.3%} of transactions found the customer's profile as of the transaction",
+        {"match_rate": rate},
+    )
+
+
+def _sample(frame: pl.DataFrame) -> dict[str, Any]:
+    return {"sample": frame.head(SAMPLE_ROWS).to_dicts()} if frame.height else {}

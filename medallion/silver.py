@@ -1,0 +1,152 @@
+"""Bronze rows to silver: typed, validated, deduplicated and pseudonymized.
+
+Nothing is lost on the way: every bronze row ends up exactly once as a silver row, a quarantined
+row (with the checks it failed and its original values) or a removed duplicate, so
+``bronze = silver + quarantined + duplicates`` holds for every partition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandera.errors
+import polars as pl
+
+from medallion.contracts import landing_contract
+from medallion.landing import LINEAGE_COLUMNS
+from medallion.pseudonymize import pseudonymize
+from medallion.tables import TIMESTAMP, TableSpec
+
+ROW = "_bronze_row"
+TIMESTAMP_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f")
+SILVER_LINEAGE = ("_source_file", "_row_number", "_ingested_at", "_run_id")
+QUARANTINE_SCHEMA = pl.Schema(
+    {
+        "source_table": pl.String(),
+        "failed_checks": pl.List(pl.String()),
+        "original": pl.String(),
+        "_source_file": pl.String(),
+        "_row_number": pl.Int64(),
+        "_ingested_at": pl.Datetime("us", "UTC"),
+        "_run_id": pl.String(),
+    }
+)
+
+
+@dataclass(frozen=True)
+class SilverResult:
+    silver: pl.DataFrame
+    quarantine: pl.DataFrame
+    bronze_rows: int
+    duplicates_removed: int
+
+
+def raw_column(bronze: pl.DataFrame, spec: TableSpec, name: str) -> pl.Expr:
+    """A contract column as text, read from its name or any alias it arrived under."""
+    sources = [c for c in (name, *spec.column(name).aliases) if c in bronze.columns]
+    if not sources:
+        return pl.lit(None, dtype=pl.String).alias(name)
+    return pl.coalesce(pl.col(c).cast(pl.String) for c in sources).alias(name)
+
+
+def _parse(raw: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    text = raw.str.strip_chars()
+    if dtype == TIMESTAMP:
+        return pl.coalesce(
+            text.str.to_datetime(fmt, time_unit="us", strict=False) for fmt in TIMESTAMP_FORMATS
+        )
+    return text.cast(dtype, strict=False)
+
+
+def parse(bronze: pl.DataFrame, spec: TableSpec) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Typed rows plus one (row, column, check) per value that did not parse."""
+    raw = bronze.select(pl.col(ROW), *(raw_column(bronze, spec, c.name) for c in spec.columns))
+    typed = raw.select(
+        pl.col(ROW),
+        *(_parse(pl.col(c.name), c.dtype).alias(c.name) for c in spec.columns),
+    )
+    failures = pl.concat(
+        [
+            raw.filter(pl.col(c.name).is_not_null() & typed[c.name].is_null()).select(
+                pl.col(ROW), pl.lit(c.name).alias("column"), pl.lit("unparseable").alias("check")
+            )
+            for c in spec.columns
+            if c.dtype != pl.String
+        ],
+        how="vertical",
+    )
+    return typed, failures
+
+
+def contract_failures(typed: pl.DataFrame, spec: TableSpec) -> pl.DataFrame:
+    """One (row, column, check) per pandera rule a row breaks."""
+    empty = pl.DataFrame(schema={ROW: pl.Int64, "column": pl.String, "check": pl.String})
+    try:
+        landing_contract(spec).validate(typed.drop(ROW), lazy=True)
+    except pandera.errors.SchemaErrors as errors:
+        cases = errors.failure_cases
+        if cases["index"].null_count():
+            raise ValueError(f"{spec.name}: contract failed as a whole:\n{cases}") from errors
+        # pandera's index is the row position, which is also the bronze row number here.
+        return cases.select(
+            pl.col("index").cast(pl.Int64).alias(ROW),
+            pl.col("column").cast(pl.String),
+            pl.col("check").cast(pl.String),
+        )
+    return empty
+
+
+def to_silver(bronze: pl.DataFrame, spec: TableSpec, key: bytes) -> SilverResult:
+    """Clean one partition of one table; PII leaves only as keyed pseudonyms."""
+    bronze = _drop_columns_of_other_days(bronze, spec)
+    bronze = bronze.with_row_index(ROW).with_columns(pl.col(ROW).cast(pl.Int64))
+    typed, parse_failures = parse(bronze, spec)
+    rule_failures = contract_failures(typed, spec).join(
+        parse_failures, on=[ROW, "column"], how="anti"
+    )
+    failed = (
+        pl.concat([parse_failures, rule_failures])
+        .sort(ROW, "column", "check")
+        .group_by(ROW, maintain_order=True)
+        .agg((pl.col("column") + ": " + pl.col("check")).alias("failed_checks"))
+    )
+    lineage = bronze.select(ROW, *SILVER_LINEAGE)
+    quarantine = _quarantine(bronze, spec, failed, key).join(lineage, on=ROW).drop(ROW)
+    valid = typed.join(failed, on=ROW, how="anti").join(lineage, on=ROW)
+    silver = (
+        valid.sort("_source_file", "_row_number")
+        .unique(subset=spec.unique_key, keep="first", maintain_order=True)
+        .drop(ROW)
+    )
+    silver = pseudonymize(silver, spec.pii, key)
+    return SilverResult(
+        silver=silver,
+        quarantine=quarantine.select(QUARANTINE_SCHEMA.names()).cast(QUARANTINE_SCHEMA),
+        bronze_rows=bronze.height,
+        duplicates_removed=valid.height - silver.height,
+    )
+
+
+def _drop_columns_of_other_days(bronze: pl.DataFrame, spec: TableSpec) -> pl.DataFrame:
+    """Bronze's merged schema carries every column any day ever had; keep this day's own."""
+    foreign = [
+        name
+        for name in bronze.columns
+        if name not in spec.column_names
+        and name not in LINEAGE_COLUMNS
+        and bronze[name].null_count() == bronze.height
+    ]
+    return bronze.drop(foreign)
+
+
+def _quarantine(
+    bronze: pl.DataFrame, spec: TableSpec, failed: pl.DataFrame, key: bytes
+) -> pl.DataFrame:
+    """Failed rows with every value as received (PII pseudonymized) as one JSON object."""
+    rows = bronze.join(failed, on=ROW)
+    business = [c for c in bronze.columns if c not in (ROW, *LINEAGE_COLUMNS)]
+    originals = pseudonymize(rows.select(business), spec.pii, key)
+    return rows.select(ROW, "failed_checks").with_columns(
+        pl.lit(spec.name).alias("source_table"),
+        originals.select(pl.struct(pl.all()).struct.json_encode().alias("original")).to_series(),
+    )

@@ -1,0 +1,25 @@
+"""Resources for the current deployment, chosen from the environment in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+from resources.lakehouse import Lakehouse
+from resources.landing_zone import LandingZone
+from resources.pseudonymizer import Pseudonymizer
+from resources.settings import Settings
+
+__all__ = ["Lakehouse", "LandingZone", "Pseudonymizer", "Settings", "build_resources"]
+
+
+def build_resources(settings: Settings | None = None) -> dict[str, Any]:
+    settings = settings or Settings.from_env()
+    return {
+        "lakehouse": Lakehouse(
+            root_uri=settings.lakehouse_uri, storage_options=settings.storage_options
+        ),
+        "landing": LandingZone(root=settings.landing_uri),
+        "pseudonymizer": Pseudonymizer(key=dg.EnvVar("PSEUDONYMIZATION_KEY")),
+    }

@@ -1,0 +1,1 @@
+"""Sensors. Every module here is loaded by definitions.py."""
