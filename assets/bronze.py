@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 import dagster as dg
 import polars as pl
 
-from assets.metadata import check_result, table_metadata
 from assets.conventions import DAILY, DAILY_BY_6AM, OWNERS
+from assets.metadata import check_result, table_metadata
 from medallion.landing import read_landing_file, to_bronze
 from medallion.quality import Outcome
 from medallion.schema_drift import detect_schema_drift
@@ -59,7 +59,7 @@ def build_bronze_asset(spec: TableSpec) -> dg.AssetsDefinition:
             )
             for f in files
         ]
-        empty = pl.DataFrame(schema={c: pl.String for c in spec.column_names} | EMPTY_LINEAGE)
+        empty = pl.DataFrame(schema=dict.fromkeys(spec.column_names, pl.String) | EMPTY_LINEAGE)
         frame = pl.concat([empty, *frames], how="diagonal_relaxed")
         commit = lakehouse.write_partition(f"bronze/{spec.name}", frame, day)
 

@@ -13,8 +13,8 @@ import polars as pl
 from dagster_pandera import pandera_schema_to_dagster_type
 
 from assets.bronze import bronze_key
-from assets.metadata import check_result, table_metadata
 from assets.conventions import DAILY, OWNERS
+from assets.metadata import check_result, table_metadata
 from medallion import quality
 from medallion.contracts import silver_contract
 from medallion.silver import SilverResult, to_silver
@@ -39,8 +39,8 @@ class Reference:
 
 REFERENCES: dict[str, tuple[Reference, ...]] = {
     "transactions": (
-        Reference("customer_id", "customers", "customer_id", 0.001),
-        Reference("merchant_id", "merchants", "merchant_id", 0.001),
+        Reference("customer_id", "customers", "customer_id", 0.01),
+        Reference("merchant_id", "merchants", "merchant_id", 0.01),
     ),
     # A chargeback may point at a transaction that was itself quarantined.
     "chargebacks": (Reference("transaction_id", "transactions", "transaction_id", 0.05),),

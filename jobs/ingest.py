@@ -2,9 +2,9 @@
 
 import dagster as dg
 
+from assets.conventions import DAILY
 from assets.gold import KEY as GOLD_KEY
 from assets.gold import LABEL_DELAY_DAYS
-from assets.conventions import DAILY
 
 daily_ingest = dg.define_asset_job(
     "daily_ingest",

@@ -227,6 +227,9 @@ def test_labels_only_from_known_chargebacks(pipeline: Pipeline) -> None:
     gold = pipeline.table("gold/labeled_transactions")
     chargebacks = pipeline.table("silver/chargebacks")
     labelled = gold.filter(pl.col("label_known_at").is_not_null())
-    assert labelled.height == chargebacks["transaction_id"].is_in(gold["transaction_id"]).sum()
+    assert (
+        labelled.height
+        == chargebacks["transaction_id"].is_in(gold["transaction_id"].implode()).sum()
+    )
     assert (labelled["label_known_at"] > labelled["event_time"]).all()
     assert gold.filter(pl.col("is_fraud"))["chargeback_reason"].eq("fraud").all()
