@@ -5,7 +5,7 @@ export PLATFORM_HOME ?= $(CURDIR)/.platform
 export DAGSTER_HOME ?= $(PLATFORM_HOME)/dagster_home
 DEMO_ARGS ?=
 
-.PHONY: install demo dev test lint bench
+.PHONY: install demo dev test lint bench features
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -32,8 +32,13 @@ dev: install .env
 test: install
 	$(VENV)/bin/pytest -q
 
+features: install
+	$(PY) -m feature_store.registry
+
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 bench: install
 	$(PY) bench/medallion.py --rows 1000000
+	$(PY) bench/pit_join.py --feature-rows 1000000 --entity-rows 100000
+	$(PY) bench/online.py

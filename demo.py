@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -17,6 +17,7 @@ from dotenv import load_dotenv
 
 from medallion.tables import LANDING_TABLES
 from reference_data import GeneratorConfig, generate
+from resources import build_resources
 from resources.settings import Settings
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -66,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
                 if not result.success:
                     failed.append(f"{job_name} {day}")
     print_summary(settings)
-    print("\nOpen the Dagster UI with `make dev`, then http://127.0.0.1:3001")
+    print_online_sample(settings, as_of=datetime.combine(start + timedelta(days=args.days), time()))
+    print("\nFeature catalog: `make features`.")
+    print("Open the Dagster UI with `make dev`, then http://127.0.0.1:3001")
     if failed:
         print(f"failed runs: {failed}", file=sys.stderr)
         return 1
@@ -74,14 +77,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_summary(settings: Settings) -> None:
-    from resources import build_resources
-
     lakehouse = build_resources(settings)["lakehouse"]
     rows = []
     for layer, tables in {
         "bronze": list(LANDING_TABLES),
         "silver": list(LANDING_TABLES),
         "gold": ["labeled_transactions"],
+        "features": ["customer_activity", "merchant_risk"],
     }.items():
         for table in tables:
             for name in (table, f"{table}_quarantine") if layer == "silver" else (table,):
@@ -90,6 +92,30 @@ def print_summary(settings: Settings) -> None:
                 rows.append({"table": uri, "rows": count, "version": lakehouse.version(uri)})
     with pl.Config(tbl_rows=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
         print(pl.DataFrame(rows))
+
+
+def print_online_sample(settings: Settings, as_of: datetime) -> None:
+    """What a serving request would see: features of a few customers, read online."""
+    from assets.features_customer_activity import AMOUNT_TO_MEAN_30D
+    from assets.features_online import REGISTRY
+    from feature_store.online import open_online_store
+    from feature_store.serving import get_online_features
+
+    view = REGISTRY.views["customer_activity"]
+    lakehouse = build_resources(settings)["lakehouse"]
+    customers = lakehouse.scan(view.table).select("customer_id").unique().sort("customer_id")
+    request = customers.head(3).collect().with_columns(pl.lit(120.0).alias("amount"))
+    with open_online_store(settings.online_store_url) as store:
+        vector = get_online_features(
+            store,
+            request,
+            [f"customer_activity:{f}" for f in ("txn_count_24h", "amount_mean_30d")],
+            views=REGISTRY.views,
+            as_of=as_of,
+            request_features=[AMOUNT_TO_MEAN_30D],
+        )
+    print(f"\nonline features as of {as_of}:")
+    print(vector)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ from assets.gold import LABEL_DELAY_DAYS
 
 daily_ingest = dg.define_asset_job(
     "daily_ingest",
-    selection=dg.AssetSelection.groups("bronze", "silver", "gold"),
-    description="Ingest one landing day into bronze, silver and gold with every quality gate.",
+    selection=dg.AssetSelection.groups("bronze", "silver", "gold", "features"),
+    description="Ingest one landing day through bronze, silver and gold with every quality gate, "
+    "then compute its features offline and push the newest values online.",
 )
 
 daily_ingest_schedule = dg.build_schedule_from_partitioned_job(

@@ -6,6 +6,7 @@ from typing import Any
 
 import dagster as dg
 
+from feature_store.online import OnlineStoreResource
 from resources.lakehouse import Lakehouse
 from resources.landing_zone import LandingZone
 from resources.pseudonymizer import Pseudonymizer
@@ -22,4 +23,5 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
         ),
         "landing": LandingZone(root=settings.landing_uri),
         "pseudonymizer": Pseudonymizer(key=dg.EnvVar("PSEUDONYMIZATION_KEY")),
+        "online_store": OnlineStoreResource(url=settings.online_store_url),
     }

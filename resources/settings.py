@@ -10,6 +10,8 @@ Everything is read from the environment, so switching a deployment is configurat
 - ``LANDING_URI``: where landing files arrive; defaults to ``$PLATFORM_HOME/landing``.
 - ``AWS_ENDPOINT_URL``, ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``: S3 access
   for an ``s3://`` lake, passed to delta-rs as storage options.
+- ``ONLINE_STORE_URL``: ``sqlite:///path.db`` or ``redis://host:port/db``; defaults to a SQLite
+  file under ``$PLATFORM_HOME`` locally and is required in production.
 - ``PIPELINE_START_DATE``: first daily partition, ``YYYY-MM-DD``; defaults to 2024-01-01.
 - ``PSEUDONYMIZATION_KEY``: secret for the keyed hash of PII; never has a default.
 """
@@ -32,6 +34,7 @@ class Settings:
     home: Path
     lakehouse_uri: str
     landing_uri: str
+    online_store_url: str
     partition_start: str = "2024-01-01"
     storage_options: dict[str, str] = field(default_factory=dict)
 
@@ -42,8 +45,9 @@ class Settings:
         if environment not in ("local", "production"):
             raise ValueError(f"PLATFORM_ENV must be 'local' or 'production', got {environment!r}")
         home = Path(env.get("PLATFORM_HOME", ".platform")).resolve()
-        if environment == "production" and "LAKEHOUSE_URI" not in env:
-            raise ValueError("PLATFORM_ENV=production needs LAKEHOUSE_URI (e.g. s3://bucket/lake)")
+        for required in ("LAKEHOUSE_URI", "ONLINE_STORE_URL"):
+            if environment == "production" and required not in env:
+                raise ValueError(f"PLATFORM_ENV=production needs {required}")
         lakehouse_uri = env.get("LAKEHOUSE_URI", str(home / "lake"))
         storage_options = {}
         if lakehouse_uri.startswith("s3://"):
@@ -55,6 +59,7 @@ class Settings:
             home=home,
             lakehouse_uri=lakehouse_uri,
             landing_uri=env.get("LANDING_URI", str(home / "landing")),
+            online_store_url=env.get("ONLINE_STORE_URL", f"sqlite:///{home / 'online.db'}"),
             partition_start=env.get("PIPELINE_START_DATE", "2024-01-01"),
             storage_options=storage_options,
         )

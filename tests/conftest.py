@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import replace
-from datetime import date, timedelta
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import pytest
 
 from definitions import build_definitions
@@ -74,3 +75,47 @@ def run_day(defs: dg.Definitions, instance: dg.DagsterInstance) -> RunDay:
 
 def with_config(**changes: object) -> GeneratorConfig:
     return replace(SMALL, **changes)
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    lakehouse: Lakehouse
+    summary: GenerationSummary
+    defs: dg.Definitions
+    instance: dg.DagsterInstance
+    results: dict[str, dg.ExecuteInProcessResult]
+
+    def run(self, day: str, job: str = "daily_ingest") -> dg.ExecuteInProcessResult:
+        return self.defs.resolve_job_def(job).execute_in_process(
+            partition_key=day, instance=self.instance, raise_on_error=False
+        )
+
+    def days_end(self) -> datetime:
+        """The first instant after the last ingested day."""
+        end = self.summary.config.start + timedelta(days=self.summary.config.days)
+        return datetime.combine(end, datetime.min.time())
+
+    def table(self, name: str, day: str | None = None) -> pl.DataFrame:
+        return self.lakehouse.scan(name, partitions=None if day is None else [day]).collect()
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    """The daily ingest run over every day of ``SMALL`` once, shared by the end-to-end tests."""
+    with pytest.MonkeyPatch.context() as mp, dg.instance_for_test() as instance:
+        mp.setenv("PSEUDONYMIZATION_KEY", TEST_KEY)
+        home = tmp_path_factory.mktemp("platform")
+        settings = Settings.from_env({"PLATFORM_HOME": str(home)})
+        summary = generate(SMALL, Path(settings.landing_uri))
+        pipeline = Pipeline(
+            settings=settings,
+            lakehouse=Lakehouse(root_uri=settings.lakehouse_uri),
+            summary=summary,
+            defs=build_definitions(settings),
+            instance=instance,
+            results={},
+        )
+        for day in days_of(SMALL):
+            pipeline.results[day] = pipeline.run(day)
+        yield pipeline

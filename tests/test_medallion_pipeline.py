@@ -2,62 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 
 import dagster as dg
 import polars as pl
-import pytest
 
-from definitions import build_definitions
 from medallion.landing import read_landing_file
 from medallion.tables import LANDING_TABLES
-from reference_data import GenerationSummary, generate
-from resources import Lakehouse, Settings
 from resources.lakehouse import PARTITION_COLUMN
-from tests.conftest import SMALL, TEST_KEY, days_of
+from tests.conftest import SMALL, Pipeline, days_of
 
 RUN_SPECIFIC = ["_ingested_at", "_run_id"]
-
-
-@dataclass
-class Pipeline:
-    settings: Settings
-    lakehouse: Lakehouse
-    summary: GenerationSummary
-    defs: dg.Definitions
-    instance: dg.DagsterInstance
-    results: dict[str, dg.ExecuteInProcessResult]
-
-    def run(self, day: str, job: str = "daily_ingest") -> dg.ExecuteInProcessResult:
-        return self.defs.resolve_job_def(job).execute_in_process(
-            partition_key=day, instance=self.instance, raise_on_error=False
-        )
-
-    def table(self, name: str, day: str | None = None) -> pl.DataFrame:
-        return self.lakehouse.scan(name, partitions=None if day is None else [day]).collect()
-
-
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    with pytest.MonkeyPatch.context() as mp, dg.instance_for_test() as instance:
-        mp.setenv("PSEUDONYMIZATION_KEY", TEST_KEY)
-        home = tmp_path_factory.mktemp("platform")
-        settings = Settings.from_env({"PLATFORM_HOME": str(home)})
-        summary = generate(SMALL, Path(settings.landing_uri))
-        pipeline = Pipeline(
-            settings=settings,
-            lakehouse=Lakehouse(root_uri=settings.lakehouse_uri),
-            summary=summary,
-            defs=build_definitions(settings),
-            instance=instance,
-            results={},
-        )
-        for day in days_of(SMALL):
-            pipeline.results[day] = pipeline.run(day)
-        yield pipeline
 
 
 def checks(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:

@@ -17,11 +17,14 @@ def test_local_defaults_live_under_platform_home(tmp_path: Path) -> None:
     assert settings.lakehouse_uri == str(tmp_path / "lake")
     assert settings.landing_uri == str(tmp_path / "landing")
     assert settings.storage_options == {}
+    assert settings.online_store_url == f"sqlite:///{tmp_path / 'online.db'}"
 
 
-def test_production_requires_an_explicit_lake() -> None:
+def test_production_requires_explicit_services() -> None:
     with pytest.raises(ValueError, match="LAKEHOUSE_URI"):
         Settings.from_env({"PLATFORM_ENV": "production"})
+    with pytest.raises(ValueError, match="ONLINE_STORE_URL"):
+        Settings.from_env({"PLATFORM_ENV": "production", "LAKEHOUSE_URI": "s3://lake/prod"})
 
 
 def test_unknown_environment_is_rejected() -> None:
@@ -34,6 +37,7 @@ def test_s3_lake_takes_credentials_from_the_environment() -> None:
         {
             "PLATFORM_ENV": "production",
             "LAKEHOUSE_URI": "s3://lake/prod",
+            "ONLINE_STORE_URL": "redis://127.0.0.1:6379/0",
             "AWS_ENDPOINT_URL": "http://127.0.0.1:9000",
             "AWS_ACCESS_KEY_ID": "id",
             "AWS_SECRET_ACCESS_KEY": "secret",
