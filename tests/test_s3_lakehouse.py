@@ -68,11 +68,9 @@ def test_daily_ingest_runs_unchanged_on_an_s3_lake(
     boto3.client(
         "s3",
         endpoint_url=s3_endpoint,
-        **{
-            "aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            "region_name": CREDENTIALS["AWS_REGION"],
-        },
+        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=CREDENTIALS["AWS_REGION"],
     ).create_bucket(Bucket="lake")
     settings = Settings.from_env(
         {
