@@ -12,7 +12,7 @@ from feature_store.views import (
     EVENT_TIMESTAMP,
     FeatureView,
     Window,
-    parse_reference,
+    group_references,
 )
 
 _ROW = "__entity_row"
@@ -96,13 +96,7 @@ def get_historical_features(
     lakehouse's ``scan``). With ``full_feature_names`` columns are named ``view__feature``.
     See ``point_in_time_join`` for the exact semantics.
     """
-    requested: dict[str, list[str]] = {}
-    for reference in features:
-        view_name, feature = parse_reference(reference)
-        if view_name not in views:
-            raise KeyError(f"unknown feature view {view_name!r}; known: {sorted(views)}")
-        views[view_name].feature(feature)
-        requested.setdefault(view_name, []).append(feature)
+    requested = group_references(features, views)
 
     outputs = [
         f"{view}__{name}" if full_feature_names else name

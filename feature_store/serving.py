@@ -16,7 +16,7 @@ from feature_store.views import (
     EVENT_TIMESTAMP,
     FeatureView,
     RequestFeature,
-    parse_reference,
+    group_references,
 )
 
 
@@ -30,13 +30,7 @@ def get_online_features(
     request_features: Sequence[RequestFeature] = (),
 ) -> pl.DataFrame:
     """``entity_rows`` (join keys and request fields) with each "view:feature" appended."""
-    requested: dict[str, list[str]] = {}
-    for reference in features:
-        view_name, feature = parse_reference(reference)
-        if view_name not in views:
-            raise KeyError(f"unknown feature view {view_name!r}; known: {sorted(views)}")
-        views[view_name].feature(feature)
-        requested.setdefault(view_name, []).append(feature)
+    requested = group_references(features, views)
 
     result = entity_rows
     for view_name, names in requested.items():

@@ -8,7 +8,7 @@ defined once and computed the same way everywhere.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -116,3 +116,17 @@ def parse_reference(reference: str) -> tuple[str, str]:
     if not sep or not view or not feature:
         raise ValueError(f"feature reference {reference!r} is not of the form 'view:feature'")
     return view, feature
+
+
+def group_references(
+    references: Sequence[str], views: Mapping[str, FeatureView]
+) -> dict[str, list[str]]:
+    """Requested feature names per view, each checked to be declared."""
+    requested: dict[str, list[str]] = {}
+    for reference in references:
+        view_name, feature = parse_reference(reference)
+        if view_name not in views:
+            raise KeyError(f"unknown feature view {view_name!r}; known: {sorted(views)}")
+        views[view_name].feature(feature)
+        requested.setdefault(view_name, []).append(feature)
+    return requested

@@ -72,8 +72,8 @@ def test_each_rule_quarantines_with_its_name() -> None:
     assert result.silver["event_time"].to_list() == [datetime(2024, 1, 1, 10)]
 
 
-def test_pii_becomes_keyed_pseudonyms_everywhere() -> None:
-    profile = {
+def profile(**overrides: str | None) -> dict[str, str | None]:
+    row = {
         "customer_id": "C1",
         "email": "Ada.Lovelace@Example.com",
         "card_number": "4111111111111111",
@@ -82,8 +82,13 @@ def test_pii_becomes_keyed_pseudonyms_everywhere() -> None:
         "age_band": "26-35",
         "updated_at": "2024-01-01T00:00:00",
     }
-    bad = profile | {"customer_id": "C2", "country": "Atlantis"}
-    result = to_silver(bronze([profile, bad]), CUSTOMERS, KEY)
+    return row | overrides
+
+
+def test_pii_becomes_keyed_pseudonyms_everywhere() -> None:
+    profile_row = profile()
+    bad = profile(customer_id="C2", country="Atlantis")
+    result = to_silver(bronze([profile_row, bad]), CUSTOMERS, KEY)
     assert "email" not in result.silver.columns
     assert "card_number" not in result.silver.columns
     pseudonym = result.silver["email_pseudonym"][0]
@@ -95,16 +100,8 @@ def test_pii_becomes_keyed_pseudonyms_everywhere() -> None:
 
 
 def test_versioned_profiles_keep_every_version() -> None:
-    first = {
-        "customer_id": "C1",
-        "email": "a@example.com",
-        "card_number": "4111111111111111",
-        "country": "DE",
-        "segment": "retail",
-        "age_band": "26-35",
-        "updated_at": "2024-01-01T00:00:00",
-    }
-    second = first | {"segment": "premium", "updated_at": "2024-01-01T12:00:00"}
+    first = profile()
+    second = profile(segment="premium", updated_at="2024-01-01T12:00:00")
     result = to_silver(bronze([first, second, second]), CUSTOMERS, KEY)
     assert result.silver["segment"].to_list() == ["retail", "premium"]
     assert result.duplicates_removed == 1
