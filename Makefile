@@ -17,17 +17,19 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# A local pseudonymization key, generated once and never committed.
-.env:
+# Local secrets (the pseudonymization key), generated once inside the git-ignored platform home.
+SECRETS := $(PLATFORM_HOME)/secrets.env
+WITH_SECRETS := set -a && . $(SECRETS) && set +a &&
+
+$(SECRETS):
+	mkdir -p $(DAGSTER_HOME)
 	python3 -c 'import secrets; print("PSEUDONYMIZATION_KEY=" + secrets.token_hex(32))' > $@
 
-demo: install .env
-	mkdir -p $(DAGSTER_HOME)
-	$(PY) demo.py $(DEMO_ARGS)
+demo: install $(SECRETS)
+	$(WITH_SECRETS) $(PY) demo.py $(DEMO_ARGS)
 
-dev: install .env
-	mkdir -p $(DAGSTER_HOME)
-	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3001
+dev: install $(SECRETS)
+	$(WITH_SECRETS) $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3001
 
 test: install
 	$(VENV)/bin/pytest -q

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
-from dotenv import load_dotenv
 
+from definitions import defs
 from medallion.tables import LANDING_TABLES
 from reference_data import GeneratorConfig, generate
 from resources import build_resources
@@ -35,7 +35,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    load_dotenv()
     args = parse_args(argv)
     settings = Settings.from_env()
     start = datetime.now(UTC).date() - timedelta(days=args.days)
@@ -50,8 +49,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     generate(config, Path(settings.landing_uri))
     print(f"landing files for {args.days} days from {start} written to {settings.landing_uri}")
-
-    from definitions import defs  # after load_dotenv: resources read the environment
 
     days = [(start + timedelta(days=offset)).isoformat() for offset in range(args.days)]
     failed: list[str] = []

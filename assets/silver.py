@@ -144,13 +144,21 @@ def build_silver_assets(spec: TableSpec) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, lakehouse: Lakehouse, pseudonymizer: Pseudonymizer
     ):
         day = context.partition_key
-        bronze = lakehouse.scan(f"bronze/{name}", partitions=[day]).collect()
+        bronze_version = lakehouse.version(f"bronze/{name}")
+        bronze = lakehouse.scan(
+            f"bronze/{name}", partitions=[day], version=bronze_version
+        ).collect()
         result = to_silver(bronze.drop(PARTITION_COLUMN), spec, pseudonymizer.key_bytes)
         commit = lakehouse.write_partition(f"silver/{name}", result.silver, day)
         q_commit = lakehouse.write_partition(f"silver/{name}_quarantine", result.quarantine, day)
         accounting = quality.row_accounting(result).metadata
         yield dg.MaterializeResult(
-            asset_key=key, metadata={**table_metadata(commit, result.silver), **accounting}
+            asset_key=key,
+            metadata={
+                **table_metadata(commit, result.silver),
+                **accounting,
+                "input_versions": {f"bronze/{name}": bronze_version},
+            },
         )
         yield dg.MaterializeResult(
             asset_key=q_key, metadata=table_metadata(q_commit, result.quarantine)
