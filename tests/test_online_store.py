@@ -64,8 +64,10 @@ def write_users(store: OnlineStore, frame: pl.DataFrame, view: str = "users") ->
 def test_typed_round_trip_of_every_dtype_with_nulls(store: OnlineStore) -> None:
     frame = typed_frame()
     assert write_users(store, frame) == 3
-    got = store.read("users", ["u1", "u2", "u3"], FEATURES)
-    assert_frame_equal(got, frame.select("user_id", *FEATURES, "event_ts"))
+    expected = frame.select("user_id", *FEATURES, "event_ts")
+    assert_frame_equal(store.read("users", ["u1", "u2", "u3"], FEATURES), expected)
+    for i, user in enumerate(["u1", "u2", "u3"]):  # single-id reads take their own path
+        assert_frame_equal(store.read("users", [user], FEATURES), expected.slice(i, 1))
 
 
 def test_nan_is_stored_as_null_and_datetimes_as_microseconds(store: OnlineStore) -> None:
