@@ -16,6 +16,7 @@ from feature_store.views import (
 )
 
 _ROW = "__entity_row"
+_FEATURE_ROW = "__feature_row"
 
 
 def point_in_time_join(
@@ -40,34 +41,30 @@ def point_in_time_join(
     Lazy end to end; polars runs it as one sort and one as-of join per view.
     """
     rename = dict(rename or {})
-    columns = features.collect_schema().names()
-    order = [join_key, EVENT_TIMESTAMP] + (
-        [CREATED_TIMESTAMP] if CREATED_TIMESTAMP in columns else []
-    )
+    schema = features.collect_schema()
+    # The candidates go sorted by (event time, created time): join_asof "backward" takes the
+    # *last* right row at or before the entity time, so of several rows at one event time it
+    # takes the last created, with no separate dedupe. Only the row number travels through the
+    # sort and the as-of join; the feature values are fetched for the matched rows alone.
+    order = [EVENT_TIMESTAMP] + ([CREATED_TIMESTAMP] if CREATED_TIMESTAMP in schema.names() else [])
+    numbered = features.with_row_index(_FEATURE_ROW)
     candidates = (
-        features.select(*order, *feature_names)
+        numbered.select(_FEATURE_ROW, join_key, *order)
         .drop_nulls([join_key, EVENT_TIMESTAMP])
         .sort(order)
-        # Of several rows at one event time, the last created wins.
-        .filter(pl.struct(join_key, EVENT_TIMESTAMP).is_last_distinct())
-        .select(
-            join_key,
-            pl.col(EVENT_TIMESTAMP).alias(_ROW + "_event"),
-            *(pl.col(name).alias(rename.get(name, name)) for name in feature_names),
-        )
+        .select(join_key, pl.col(EVENT_TIMESTAMP).alias(_ROW + "_event"), _FEATURE_ROW)
     )
-    event_dtype = features.collect_schema()[EVENT_TIMESTAMP]
     indexed = entities.with_row_index(_ROW)
-    lookups = (
+    matches = (
         indexed.select(
             _ROW,
             join_key,
-            pl.col(entity_timestamp).cast(event_dtype).alias(_ROW + "_at"),
+            pl.col(entity_timestamp).cast(schema[EVENT_TIMESTAMP]).alias(_ROW + "_at"),
         )
         .drop_nulls([join_key, _ROW + "_at"])
         .sort(_ROW + "_at")
         .join_asof(
-            candidates.sort(_ROW + "_event"),
+            candidates,
             left_on=_ROW + "_at",
             right_on=_ROW + "_event",
             by=join_key,
@@ -75,9 +72,16 @@ def point_in_time_join(
             tolerance=ttl if ttl else None,
             check_sortedness=False,
         )
-        .drop(join_key, _ROW + "_at", _ROW + "_event")
+        .select(_ROW, _FEATURE_ROW)
+        .drop_nulls(_FEATURE_ROW)
     )
-    return indexed.join(lookups, on=_ROW, how="left", maintain_order="left").drop(_ROW)
+    values = matches.join(
+        numbered.select(
+            _FEATURE_ROW, *(pl.col(name).alias(rename.get(name, name)) for name in feature_names)
+        ),
+        on=_FEATURE_ROW,
+    ).drop(_FEATURE_ROW)
+    return indexed.join(values, on=_ROW, how="left", maintain_order="left").drop(_ROW)
 
 
 def get_historical_features(
@@ -119,7 +123,7 @@ def get_historical_features(
             ttl=view.ttl,
             rename={n: f"{view_name}__{n}" for n in names} if full_feature_names else None,
         )
-    return result.collect()
+    return result.collect(engine="in-memory")
 
 
 def build_feature_rows(

@@ -46,16 +46,28 @@ def as_of(
     return (
         events.with_row_index("_event_order")
         .sort(event_time)
-        .join_asof(
-            versions.sort(valid_from),
-            left_on=event_time,
-            right_on=valid_from,
-            by=by,
-            strategy="backward",
-            check_sortedness=False,
-        )
+        .pipe(_backward, versions, by=by, event_time=event_time, valid_from=valid_from)
         .sort("_event_order")
         .drop("_event_order")
+    )
+
+
+def _backward(
+    sorted_events: pl.LazyFrame,
+    versions: pl.LazyFrame,
+    *,
+    by: str,
+    event_time: str,
+    valid_from: str,
+) -> pl.LazyFrame:
+    """The as-of join of ``as_of`` for events already sorted by ``event_time``."""
+    return sorted_events.join_asof(
+        versions.sort(valid_from),
+        left_on=event_time,
+        right_on=valid_from,
+        by=by,
+        strategy="backward",
+        check_sortedness=False,
     )
 
 
@@ -87,29 +99,43 @@ def label_transactions(
             pl.col("reported_at").first().alias("label_known_at"),
         )
     )
-    events = transactions.select(
-        "transaction_id",
-        "event_time",
-        "customer_id",
-        "merchant_id",
-        "amount",
-        "channel",
-        "device",
+    events = (
+        transactions.select(
+            "transaction_id",
+            "event_time",
+            "customer_id",
+            "merchant_id",
+            "amount",
+            "channel",
+            "device",
+        )
+        .collect()  # read once: the events and their as-of matches are put side by side below
+        .lazy()
     )
-    with_profile = as_of(
-        events,
-        profiles,
-        by="customer_id",
-        event_time="event_time",
-        valid_from="customer_profile_valid_from",
+    # The two as-of joins of ``as_of`` on just the columns they need: sorted by event time once
+    # and back once, then the matched attributes are put next to the events.
+    attributes = (
+        events.select("event_time", "customer_id", "merchant_id")
+        .with_row_index("_event_order")
+        .sort("event_time")
+        .pipe(
+            _backward,
+            profiles,
+            by="customer_id",
+            event_time="event_time",
+            valid_from="customer_profile_valid_from",
+        )
+        .pipe(
+            _backward,
+            merchant_versions,
+            by="merchant_id",
+            event_time="event_time",
+            valid_from="created_at",
+        )
+        .sort("_event_order")
+        .drop("_event_order", "event_time", "customer_id", "merchant_id")
     )
-    with_merchant = as_of(
-        with_profile,
-        merchant_versions,
-        by="merchant_id",
-        event_time="event_time",
-        valid_from="created_at",
-    )
+    with_merchant = pl.concat([events, attributes], how="horizontal")
     return (
         with_merchant.join(labels, on="transaction_id", how="left", maintain_order="left")
         .with_columns(

@@ -52,10 +52,35 @@ def raw_column(bronze: pl.DataFrame, spec: TableSpec, name: str) -> pl.Expr:
 def _parse(raw: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     text = raw.str.strip_chars()
     if dtype == TIMESTAMP:
-        return pl.coalesce(
-            text.str.to_datetime(fmt, time_unit="us", strict=False) for fmt in TIMESTAMP_FORMATS
-        )
+        return pl.coalesce(_to_timestamp(text, fmt) for fmt in TIMESTAMP_FORMATS)
     return text.cast(dtype, strict=False)
+
+
+def _to_timestamp(text: pl.Expr, fmt: str) -> pl.Expr:
+    # Timestamps are nearly all distinct, so polars' cache of converted values only costs time.
+    return text.str.to_datetime(fmt, time_unit="us", strict=False, cache=False)
+
+
+def _parse_timestamps(typed: pl.DataFrame, raw: pl.DataFrame, spec: TableSpec) -> pl.DataFrame:
+    """Timestamp columns parsed as ``_parse`` does, trying a later format only where needed.
+
+    ``_parse`` coalesces every format over the whole column; nearly every value matches the
+    first one, so each later format runs only on the values still unparsed. Same result.
+    """
+    first, *others = TIMESTAMP_FORMATS
+    names = [c.name for c in spec.columns if c.dtype == TIMESTAMP]
+    text = raw.select(pl.col(name).str.strip_chars() for name in names)
+    parsed = text.select(_to_timestamp(pl.col(name), first) for name in names)
+    for name in names:
+        column = parsed[name]
+        for fmt in others:
+            missing = (column.is_null() & text[name].is_not_null()).arg_true()
+            if missing.is_empty():
+                break
+            retry = text[name].gather(missing).to_frame().select(_to_timestamp(pl.col(name), fmt))
+            column = column.scatter(missing, retry.to_series())
+        typed = typed.with_columns(column)
+    return typed
 
 
 def parse(bronze: pl.DataFrame, spec: TableSpec) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -63,8 +88,14 @@ def parse(bronze: pl.DataFrame, spec: TableSpec) -> tuple[pl.DataFrame, pl.DataF
     raw = bronze.select(pl.col(ROW), *(raw_column(bronze, spec, c.name) for c in spec.columns))
     typed = raw.select(
         pl.col(ROW),
-        *(_parse(pl.col(c.name), c.dtype).alias(c.name) for c in spec.columns),
+        *(
+            pl.lit(None, dtype=TIMESTAMP).alias(c.name)
+            if c.dtype == TIMESTAMP
+            else _parse(pl.col(c.name), c.dtype).alias(c.name)
+            for c in spec.columns
+        ),
     )
+    typed = _parse_timestamps(typed, raw, spec)
     failures = pl.concat(
         [
             raw.filter(pl.col(c.name).is_not_null() & typed[c.name].is_null()).select(
@@ -112,12 +143,14 @@ def to_silver(bronze: pl.DataFrame, spec: TableSpec, key: bytes) -> SilverResult
     )
     lineage = bronze.select(ROW, *SILVER_LINEAGE)
     quarantine = _quarantine(bronze, spec, failed, key).join(lineage, on=ROW).drop(ROW)
-    valid = typed.join(failed, on=ROW, how="anti").join(lineage, on=ROW)
-    silver = (
-        valid.sort("_source_file", "_row_number")
-        .unique(subset=spec.unique_key, keep="first", maintain_order=True)
-        .drop(ROW)
+    # typed and lineage are both in bronze row order: a filter replaces the anti and inner join.
+    valid = typed.with_columns(lineage.drop(ROW)).filter(
+        pl.col(ROW).is_in(failed[ROW].implode()).not_()
     )
+    first = (
+        pl.col(spec.primary_key) if len(spec.unique_key) == 1 else pl.struct(spec.unique_key)
+    ).is_first_distinct()
+    silver = valid.sort("_source_file", "_row_number").filter(first).drop(ROW)
     silver = pseudonymize(silver, spec.pii, key)
     return SilverResult(
         silver=silver,
