@@ -332,6 +332,8 @@ class SQLiteOnlineStore(OnlineStore):
             new = incoming.features
         else:
             new = stored.new_features(view, incoming)
+            # SQLite cannot bind identifiers; view and column names passed _check_name and the
+            # type comes from _SQL_TYPES, so no caller-supplied text reaches this statement.
             for name, dtype in new.items():
                 self._conn.execute(f'ALTER TABLE "{view}" ADD COLUMN "{name}" {_SQL_TYPES[dtype]}')
         self._record(view, [(name, "feature", dtype) for name, dtype in new.items()])
