@@ -25,10 +25,17 @@ $(SECRETS):
 	mkdir -p $(DAGSTER_HOME)
 	python3 -c 'import secrets; print("PSEUDONYMIZATION_KEY=" + secrets.token_hex(32))' > $@
 
-demo: install $(SECRETS)
+# The Dagster instance configuration (run monitoring), copied again whenever the template changes.
+DAGSTER_YAML := $(DAGSTER_HOME)/dagster.yaml
+
+$(DAGSTER_YAML): deploy/local/dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp $< $@
+
+demo: install $(SECRETS) $(DAGSTER_YAML)
 	$(WITH_SECRETS) $(PY) demo.py $(DEMO_ARGS)
 
-dev: install $(SECRETS)
+dev: install $(SECRETS) $(DAGSTER_YAML)
 	$(WITH_SECRETS) $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3001
 
 test: install

@@ -15,3 +15,8 @@ DAILY_BY_6AM = dg.FreshnessPolicy.cron(
     deadline_cron="0 6 * * *", lower_bound_delta=timedelta(days=1)
 )
 """Yesterday's landing day is expected in the lake by 06:00 UTC."""
+
+EVERY_EARLIER_DAY = dg.TimeWindowPartitionMapping(
+    start_offset=-36_500, end_offset=0, allow_nonexistent_upstream_partitions=True
+)
+"""Partition D reads D and all history before it (profiles as of D, every id known by D)."""

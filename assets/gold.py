@@ -8,8 +8,9 @@ needing an update. Each materialization records the silver table versions it rea
 import dagster as dg
 import polars as pl
 
-from assets.conventions import DAILY, DAILY_BY_6AM, OWNERS
-from assets.metadata import check_result, table_metadata
+from assets.conventions import DAILY, DAILY_BY_6AM, EVERY_EARLIER_DAY, OWNERS
+from assets.metadata import check_result, publish, table_metadata
+from assets.readiness import require_ready_inputs
 from assets.silver import silver_key
 from medallion.gold import GOLD_COLUMNS, label_transactions
 from medallion.quality import Outcome, point_in_time, profile_match_rate
@@ -40,8 +41,8 @@ COLUMN_LINEAGE = dg.TableColumnLineage(
     "the chargeback label with the time it became known (label_known_at).",
     deps=[
         silver_key("transactions"),
-        silver_key("customers"),
-        silver_key("merchants"),
+        dg.AssetDep(silver_key("customers"), partition_mapping=EVERY_EARLIER_DAY),
+        dg.AssetDep(silver_key("merchants"), partition_mapping=EVERY_EARLIER_DAY),
         dg.AssetDep(
             silver_key("chargebacks"),
             partition_mapping=dg.TimeWindowPartitionMapping(
@@ -69,6 +70,7 @@ COLUMN_LINEAGE = dg.TableColumnLineage(
     ],
 )
 def labeled_transactions(context: dg.AssetExecutionContext, lakehouse: Lakehouse):
+    require_ready_inputs(context)
     day = context.partition_key
     inputs = {t: lakehouse.version(f"silver/{t}") for t in GOLD_INPUTS}
     history = {
@@ -80,27 +82,34 @@ def labeled_transactions(context: dg.AssetExecutionContext, lakehouse: Lakehouse
     )
     chargebacks = lakehouse.scan("silver/chargebacks", version=inputs["chargebacks"])
     gold = label_transactions(transactions, history["customers"], history["merchants"], chargebacks)
-    commit = lakehouse.write_partition("gold/labeled_transactions", gold, day)
-
-    yield dg.MaterializeResult(
-        metadata={
-            **table_metadata(commit, gold),
-            "dagster/column_lineage": COLUMN_LINEAGE,
-            "input_versions": {f"silver/{t}": v for t, v in inputs.items()},
-            "fraud_labels": int(gold["is_fraud"].sum()),
-        }
-    )
     silver_rows = transactions.select(pl.len()).collect().item()
-    yield check_result(
-        "row_count",
-        Outcome(gold.height == silver_rows, f"{gold.height} gold rows for {silver_rows} silver"),
-        asset_key=KEY,
-        blocking=True,
-    )
-    yield check_result("point_in_time", point_in_time(gold), asset_key=KEY, blocking=True)
-    yield check_result(
-        "profile_match_rate",
-        profile_match_rate(gold, MIN_PROFILE_MATCH_RATE),
-        asset_key=KEY,
-        blocking=False,
-    )
+
+    def write() -> dg.MaterializeResult:
+        commit = lakehouse.write_partition("gold/labeled_transactions", gold, day)
+        return dg.MaterializeResult(
+            metadata={
+                **table_metadata(commit, gold),
+                "dagster/column_lineage": COLUMN_LINEAGE,
+                "input_versions": {f"silver/{t}": v for t, v in inputs.items()},
+                "fraud_labels": int(gold["is_fraud"].sum()),
+            }
+        )
+
+    checks = [
+        check_result(
+            "row_count",
+            Outcome(
+                gold.height == silver_rows, f"{gold.height} gold rows for {silver_rows} silver"
+            ),
+            asset_key=KEY,
+            blocking=True,
+        ),
+        check_result("point_in_time", point_in_time(gold), asset_key=KEY, blocking=True),
+        check_result(
+            "profile_match_rate",
+            profile_match_rate(gold, MIN_PROFILE_MATCH_RATE),
+            asset_key=KEY,
+            blocking=False,
+        ),
+    ]
+    yield from publish(checks, write)

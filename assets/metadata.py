@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dagster as dg
@@ -16,21 +16,21 @@ PREVIEW_ROWS = 5
 
 
 def table_metadata(
-    commit: Commit, frame: pl.DataFrame, *, hidden: Iterable[str] = ()
+    commit: Commit, frame: pl.DataFrame, *, preview: pl.DataFrame | None = None
 ) -> dict[str, Any]:
-    """Version, row count, schema and a preview; ``hidden`` columns (raw PII) are not shown."""
-    shown = frame.drop([c for c in hidden if c in frame.columns])
+    """Version, row count, schema and a preview (``preview`` when raw rows must not be shown)."""
+    shown = frame.head(PREVIEW_ROWS) if preview is None else preview
     with pl.Config(
         tbl_formatting="MARKDOWN", tbl_hide_column_data_types=True, tbl_hide_dataframe_shape=True
     ):
-        preview = str(shown.head(PREVIEW_ROWS))
+        preview_text = str(shown)
     return {
         "delta_version": commit.version,
         "dagster/uri": commit.uri,
         "dagster/table_name": commit.table,
         "dagster/row_count": commit.rows,
         "dagster/column_schema": column_schema(frame.schema),
-        "preview": dg.MetadataValue.md(preview),
+        "preview": dg.MetadataValue.md(preview_text),
     }
 
 
@@ -59,3 +59,24 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, (dict, list)):
         return dg.MetadataValue.json(json.loads(json.dumps(value, default=str)))
     return value
+
+
+def publish(
+    checks: list[dg.AssetCheckResult], write: Callable[[], dg.MaterializeResult]
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """Write-audit-publish: the data is written only when every blocking check passed.
+
+    The checks run on the frame in memory. When a blocking one fails, its results are still
+    reported, nothing is written and the step fails naming the checks, so the partition shows
+    as failed and no later run reads it (see ``assets.readiness``).
+    """
+    blocked = [c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
+    if blocked:
+        yield from checks
+        raise dg.Failure(
+            description="Not published: blocking checks failed: "
+            + "; ".join(f"{c.check_name} ({c.description})" for c in blocked),
+            metadata={"failed_checks": [c.check_name for c in blocked]},
+        )
+    yield write()
+    yield from checks

@@ -13,11 +13,11 @@ import dagster as dg
 import polars as pl
 
 from assets.conventions import DAILY
-from assets.metadata import check_result, table_metadata
+from assets.metadata import table_metadata
+from assets.readiness import require_ready_inputs
 from feature_store.offline import build_feature_rows, latest_per_entity
 from feature_store.online import OnlineStoreResource
 from feature_store.views import EVENT_TIMESTAMP, FeatureView, Window
-from medallion.quality import Outcome
 from resources import Lakehouse
 from resources.lakehouse import PARTITION_COLUMN
 
@@ -66,16 +66,9 @@ def feature_view_asset(view: FeatureView) -> dg.AssetsDefinition:
                 ),
             )
         ],
-        check_specs=[
-            dg.AssetCheckSpec(
-                "keys_and_times",
-                asset=key,
-                blocking=True,
-                description="Every row has an entity key and an event time inside its day.",
-            )
-        ],
     )
     def feature_table(context: dg.AssetExecutionContext, lakehouse: Lakehouse):
+        require_ready_inputs(context)
         window = context.partition_time_window
         days = [
             (window.start - timedelta(days=offset)).date().isoformat()
@@ -89,26 +82,15 @@ def feature_view_asset(view: FeatureView) -> dg.AssetsDefinition:
             created_at=datetime.now(UTC).replace(tzinfo=None),
         )
         commit = lakehouse.write_partition(view.table, rows, context.partition_key)
-        yield dg.MaterializeResult(
+        return dg.MaterializeResult(
             metadata={
                 **table_metadata(commit, rows),
                 "source_version": lakehouse.version(source_table),
                 "entities": rows[view.entity.join_key].n_unique(),
             }
         )
-        yield check_result(
-            "keys_and_times", keys_and_times(rows, view), asset_key=key, blocking=True
-        )
 
     return feature_table
-
-
-def keys_and_times(rows: pl.DataFrame, view: FeatureView) -> Outcome:
-    key = view.entity.join_key
-    bad = rows.filter(pl.col(key).is_null() | pl.col(EVENT_TIMESTAMP).is_null())
-    return Outcome(
-        bad.height == 0, f"{bad.height} rows without key or event time", {"rows": rows.height}
-    )
 
 
 def online_store_asset(views: Mapping[str, FeatureView]) -> dg.AssetsDefinition:
@@ -127,6 +109,7 @@ def online_store_asset(views: Mapping[str, FeatureView]) -> dg.AssetsDefinition:
     def online(
         context: dg.AssetExecutionContext, lakehouse: Lakehouse, online_store: OnlineStoreResource
     ):
+        require_ready_inputs(context)
         written = {}
         with online_store.open() as store:
             for view in views.values():

@@ -17,6 +17,21 @@ from feature_store.views import (
 
 _ROW = "__entity_row"
 _FEATURE_ROW = "__feature_row"
+_AT = _ROW + "_at"
+_EXACT_AT = _ROW + "_exact_at"
+_EVENT = _ROW + "_event"
+_NANOSECONDS = {"ns": 1, "us": 1_000, "ms": 1_000_000}
+_DAY_NANOSECONDS = 86_400 * 10**9
+
+
+def _resolution(column: str, dtype: pl.DataType) -> int:
+    """The nanoseconds one tick of ``dtype`` spans; a non-temporal ``column`` fails here, by name,
+    rather than as a cast error deep inside the plan or as integers read as times."""
+    if isinstance(dtype, pl.Datetime):
+        return _NANOSECONDS[dtype.time_unit]
+    if dtype == pl.Date:
+        return _DAY_NANOSECONDS
+    raise TypeError(f"{column} is {dtype}; expected a Datetime or Date")
 
 
 def point_in_time_join(
@@ -38,10 +53,26 @@ def point_in_time_join(
     its values; when no row qualifies, the values are null. Entity rows keep their order, their
     count and every column, duplicates and null keys or timestamps included (those get nulls).
 
+    Time zones: times compare as instants, a naive time read as UTC. Units: the rule holds
+    exactly whichever side is finer, e.g. a nanosecond entity frame from pandas against a
+    microsecond feature table.
+
     Lazy end to end; polars runs it as one sort and one as-of join per view.
     """
     rename = dict(rename or {})
     schema = features.collect_schema()
+    entity_type = entities.collect_schema()[entity_timestamp]
+    event_type = schema[EVENT_TIMESTAMP]
+    # The as-of join runs in the feature table's time type. A coarser entity time casts up to it
+    # exactly; a finer one is floored, which keeps ``event <= t`` exact (events lie on the coarser
+    # grid) but lowers ``t - ttl``, so the join's tolerance admits events up to a tick beyond the
+    # ttl: those matches are checked again in the entity's finer unit. Casting only the matched
+    # events up, not the whole table, leaves the same-unit path as it was and keeps feature rows
+    # outside the nanosecond range (years 1677 to 2262) joinable.
+    finer = _resolution(f"entity column {entity_timestamp!r}", entity_type) < _resolution(
+        f"feature column {EVENT_TIMESTAMP!r}", event_type
+    )
+    recheck = finer and bool(ttl)
     # The candidates go sorted by (event time, created time): join_asof "backward" takes the
     # *last* right row at or before the entity time, so of several rows at one event time it
     # takes the last created, with no separate dedupe. Only the row number travels through the
@@ -52,29 +83,34 @@ def point_in_time_join(
         numbered.select(_FEATURE_ROW, join_key, *order)
         .drop_nulls([join_key, EVENT_TIMESTAMP])
         .sort(order)
-        .select(join_key, pl.col(EVENT_TIMESTAMP).alias(_ROW + "_event"), _FEATURE_ROW)
+        .select(join_key, pl.col(EVENT_TIMESTAMP).alias(_EVENT), _FEATURE_ROW)
     )
     indexed = entities.with_row_index(_ROW)
+    at = pl.col(entity_timestamp)
     matches = (
         indexed.select(
             _ROW,
             join_key,
-            pl.col(entity_timestamp).cast(schema[EVENT_TIMESTAMP]).alias(_ROW + "_at"),
+            at.cast(event_type).alias(_AT),
+            *([at.alias(_EXACT_AT)] if recheck else []),
         )
-        .drop_nulls([join_key, _ROW + "_at"])
-        .sort(_ROW + "_at")
+        .drop_nulls([join_key, _AT])
+        .sort(_AT)
         .join_asof(
             candidates,
-            left_on=_ROW + "_at",
-            right_on=_ROW + "_event",
+            left_on=_AT,
+            right_on=_EVENT,
             by=join_key,
             strategy="backward",
             tolerance=ttl if ttl else None,
             check_sortedness=False,
         )
-        .select(_ROW, _FEATURE_ROW)
-        .drop_nulls(_FEATURE_ROW)
     )
+    if recheck:
+        # Both sides in the entity's exact type: polars computes mixed units in the coarser one.
+        oldest = pl.col(_EXACT_AT) - pl.lit(ttl, dtype=pl.Duration(entity_type.time_unit))
+        matches = matches.filter(pl.col(_EVENT).cast(entity_type) >= oldest)
+    matches = matches.select(_ROW, _FEATURE_ROW).drop_nulls(_FEATURE_ROW)
     values = matches.join(
         numbered.select(
             _FEATURE_ROW, *(pl.col(name).alias(rename.get(name, name)) for name in feature_names)
@@ -131,8 +167,9 @@ def build_feature_rows(
 ) -> pl.DataFrame:
     """One offline partition of ``view``: its transform, cut to the window, typed as declared.
 
-    A transform that forgets a declared feature, or returns one of another type, fails here
-    with the feature's name rather than writing a table that disagrees with its declaration.
+    A transform that forgets a declared feature, returns one of another type, or yields rows that
+    cannot be placed in the window fails here with the reason rather than writing a table that
+    disagrees with its declaration or silently drops rows.
     """
     key = view.entity.join_key
     rows = view.transform(source, window)
@@ -147,14 +184,21 @@ def build_feature_rows(
     }
     if wrong:
         raise TypeError(f"feature view {view.name!r}: feature types differ: {wrong}")
+    at = pl.col(EVENT_TIMESTAMP)
+    # Rows before the window are the lookback's history; any other row outside it would be lost.
+    candidates = rows.filter(~(at < window.start)).collect()
+    lost = candidates.filter(pl.col(key).is_null() | at.is_null() | (at >= window.end))
+    if not lost.is_empty():
+        raise ValueError(
+            f"feature view {view.name!r}: the transform produced {lost.height} rows without "
+            f"{key} or {EVENT_TIMESTAMP}, or dated at or after the window's end {window.end}; "
+            "they would be dropped unseen. Is an event of the source dated after its day?"
+        )
     return (
-        rows.filter(pl.col(EVENT_TIMESTAMP).is_between(window.start, window.end, closed="left"))
-        .drop_nulls([key, EVENT_TIMESTAMP])
-        .select(key, EVENT_TIMESTAMP, *view.schema)
+        candidates.select(key, EVENT_TIMESTAMP, *view.schema)
         .with_columns(pl.lit(created_at).cast(pl.Datetime("us")).alias(CREATED_TIMESTAMP))
         .sort(key, EVENT_TIMESTAMP)
         .unique([key, EVENT_TIMESTAMP], keep="last", maintain_order=True)
-        .collect()
     )
 
 

@@ -7,7 +7,7 @@ offline point-in-time join would return them for the same entity and time.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import polars as pl
 
@@ -29,7 +29,15 @@ def get_online_features(
     as_of: datetime,
     request_features: Sequence[RequestFeature] = (),
 ) -> pl.DataFrame:
-    """``entity_rows`` (join keys and request fields) with each "view:feature" appended."""
+    """``entity_rows`` (join keys and request fields) with each "view:feature" appended.
+
+    ``as_of`` is naive UTC, like the store's timestamps; a pandas Timestamp's nanoseconds count.
+    """
+    if as_of.tzinfo is not None:
+        raise ValueError(
+            f"as_of {as_of} has a time zone, but the online store keeps naive UTC times: "
+            "pass as_of.astimezone(UTC).replace(tzinfo=None)"
+        )
     requested = group_references(features, views)
 
     result = entity_rows
@@ -38,12 +46,25 @@ def get_online_features(
         key = view.entity.join_key
         stored = store.read(view_name, entity_rows[key].cast(pl.String).to_list(), names)
         event = pl.col(EVENT_TIMESTAMP)
-        current = (event <= as_of) & (event >= as_of - view.ttl if view.ttl else True)
+        current = (event <= as_of) & (
+            event >= _oldest_current(as_of, view.ttl) if view.ttl else True
+        )
         values = stored.select(
             pl.when(current).then(pl.col(name)).otherwise(None).alias(name) for name in names
         )
         result = pl.concat([result, values], how="horizontal")
     return with_request_features(result, request_features)
+
+
+def _oldest_current(as_of: datetime, ttl: timedelta) -> datetime:
+    """``as_of - ttl`` rounded up to the microsecond grid the store keeps event times on.
+
+    polars reads only whole microseconds of a datetime, flooring a pandas Timestamp's
+    nanoseconds: exact for ``event <= as_of``, but for this bound it would admit an event ttl
+    plus a few nanoseconds old.
+    """
+    oldest = as_of - ttl
+    return oldest + timedelta(microseconds=1) if getattr(oldest, "nanosecond", 0) else oldest
 
 
 def with_request_features(frame: pl.DataFrame, features: Sequence[RequestFeature]) -> pl.DataFrame:

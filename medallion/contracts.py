@@ -18,13 +18,14 @@ from medallion.tables import (
     CURRENCIES,
     DEVICES,
     MAX_AMOUNT,
+    MIN_AMOUNT,
     REASON_CODES,
     SEGMENTS,
     Column,
     TableSpec,
 )
 
-_AMOUNT = [pa.Check.gt(0), pa.Check.le(MAX_AMOUNT)]
+_AMOUNT = [pa.Check.ge(MIN_AMOUNT), pa.Check.le(MAX_AMOUNT)]
 
 VALUE_RULES: dict[str, dict[str, list[pa.Check]]] = {
     "customers": {

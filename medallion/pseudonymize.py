@@ -29,9 +29,13 @@ def keyed_hash(values: pl.Series, key: bytes) -> pl.Series:
     )
 
 
-def pseudonymize(frame: pl.DataFrame, columns: tuple[str, ...], key: bytes) -> pl.DataFrame:
-    """Replace each PII column by ``<name>_pseudonym``; the raw column is gone afterwards."""
+def pseudonymize(
+    frame: pl.DataFrame, columns: tuple[str, ...], key: bytes, *, rename: bool = True
+) -> pl.DataFrame:
+    """Replace each PII column by ``<name>_pseudonym`` (or, not renamed, in place).
+
+    The raw values are gone afterwards either way.
+    """
     present = [c for c in columns if c in frame.columns]
-    return frame.with_columns(keyed_hash(frame[c], key) for c in present).rename(
-        {c: c + PSEUDONYM_SUFFIX for c in present}
-    )
+    hashed = frame.with_columns(keyed_hash(frame[c], key) for c in present)
+    return hashed.rename({c: c + PSEUDONYM_SUFFIX for c in present}) if rename else hashed

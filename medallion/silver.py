@@ -7,23 +7,29 @@ row (with the checks it failed and its original values) or a removed duplicate, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
 
 import pandera.errors
 import polars as pl
 
 from medallion.contracts import landing_contract
 from medallion.landing import LINEAGE_COLUMNS
-from medallion.pseudonymize import pseudonymize
-from medallion.tables import TIMESTAMP, TableSpec
+from medallion.pseudonymize import keyed_hash, pseudonymize
+from medallion.tables import EARLIEST_EVENT, TIMESTAMP, TableSpec
 
 ROW = "_bronze_row"
+ERROR = "_error"
+RAW = "_raw"
+"""Bronze lineage of a record (or whole file) the landing reader could not read, and its text."""
 TIMESTAMP_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f")
 SILVER_LINEAGE = ("_source_file", "_row_number", "_ingested_at", "_run_id")
 QUARANTINE_SCHEMA = pl.Schema(
     {
         "source_table": pl.String(),
+        "key": pl.String(),
         "failed_checks": pl.List(pl.String()),
+        "error": pl.String(),
         "original": pl.String(),
         "_source_file": pl.String(),
         "_row_number": pl.Int64(),
@@ -34,11 +40,21 @@ QUARANTINE_SCHEMA = pl.Schema(
 
 
 @dataclass(frozen=True)
+class KnownIds:
+    """Keys of a referenced table up to the day: accepted in silver, and sitting in quarantine."""
+
+    accepted: pl.Series
+    quarantined: pl.Series
+
+
+@dataclass(frozen=True)
 class SilverResult:
     silver: pl.DataFrame
     quarantine: pl.DataFrame
     bronze_rows: int
     duplicates_removed: int
+    quarantined_references: dict[str, int] = field(default_factory=dict)
+    """Per reference column: rows kept although their entity is in quarantine (a valid fact)."""
 
 
 def raw_column(bronze: pl.DataFrame, spec: TableSpec, name: str) -> pl.Expr:
@@ -117,7 +133,9 @@ def contract_failures(typed: pl.DataFrame, spec: TableSpec) -> pl.DataFrame:
     except pandera.errors.SchemaErrors as errors:
         cases = errors.failure_cases
         if cases["index"].null_count():
-            raise ValueError(f"{spec.name}: contract failed as a whole:\n{cases}") from errors
+            # Column and check only: the failure cases hold raw values, PII among them.
+            whole = cases.filter(pl.col("index").is_null()).select("column", "check").unique()
+            raise ValueError(f"{spec.name}: contract failed as a whole: {whole.rows()}") from errors
         # pandera's index is the row position, which is also the bronze row number here.
         return cases.select(
             pl.col("index").cast(pl.Int64).alias(ROW),
@@ -127,22 +145,106 @@ def contract_failures(typed: pl.DataFrame, spec: TableSpec) -> pl.DataFrame:
     return empty
 
 
-def to_silver(bronze: pl.DataFrame, spec: TableSpec, key: bytes) -> SilverResult:
-    """Clean one partition of one table; PII leaves only as keyed pseudonyms."""
+def event_time_failures(typed: pl.DataFrame, spec: TableSpec, day: date) -> pl.DataFrame:
+    """One (row, column, check) per event time outside its landing day or outside sane bounds."""
+    day_start = datetime.combine(day, time())
+    tolerance = spec.event_time_tolerance
+    if tolerance is None:
+        low, high = datetime.fromisoformat(EARLIEST_EVENT), day_start + timedelta(days=1)
+        check = f"before {EARLIEST_EVENT} or after its landing day"
+    else:
+        low, high = day_start - tolerance, day_start + timedelta(days=1) + tolerance
+        check = f"outside its landing day (tolerance {tolerance})"
+    at = pl.col(spec.event_time)
+    return typed.filter(at.is_not_null() & ~at.is_between(low, high, closed="left")).select(
+        ROW, pl.lit(spec.event_time).alias("column"), pl.lit(check).alias("check")
+    )
+
+
+def reference_failures(
+    typed: pl.DataFrame, spec: TableSpec, known: dict[str, KnownIds]
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Orphans (the entity never arrived) as failures, and how many rows name a quarantined one."""
+    failures, kept = [], {}
+    for ref in spec.references:
+        if ref.column not in known:
+            raise ValueError(f"{spec.name}: no known ids given for reference {ref.column!r}")
+        ids = known[ref.column]
+        value = pl.col(ref.column)
+        accepted = value.is_in(ids.accepted.implode())
+        quarantined = value.is_in(ids.quarantined.implode())
+        failures.append(
+            typed.filter(value.is_not_null() & ~accepted & ~quarantined).select(
+                ROW,
+                pl.lit(ref.column).alias("column"),
+                pl.lit(f"references no known {ref.table}").alias("check"),
+            )
+        )
+        kept[ref.column] = typed.select((~accepted & quarantined).sum()).item()
+    return pl.concat([_NO_FAILURES, *failures]), kept
+
+
+def conflict_failures(candidates: pl.DataFrame, spec: TableSpec) -> pl.DataFrame:
+    """Every row of a key that arrived with different content: which version is right is unknown.
+
+    Identical copies are no conflict; they are re-sent rows, removed as duplicates.
+    """
+    key = pl.struct(spec.unique_key) if len(spec.unique_key) > 1 else pl.col(spec.primary_key)
+    repeated = candidates.filter(key.is_duplicated())
+    versions = pl.struct(spec.column_names).hash().n_unique().over(spec.unique_key)
+    return repeated.filter(versions > 1).select(
+        ROW,
+        pl.lit(spec.primary_key).alias("column"),
+        pl.lit("conflicting duplicate").alias("check"),
+    )
+
+
+_NO_FAILURES = pl.DataFrame(schema={ROW: pl.Int64, "column": pl.String, "check": pl.String})
+
+
+def to_silver(
+    bronze: pl.DataFrame,
+    spec: TableSpec,
+    key: bytes,
+    *,
+    day: date,
+    known: dict[str, KnownIds] | None = None,
+) -> SilverResult:
+    """Clean one landing day of one table; PII leaves only as keyed pseudonyms.
+
+    ``known`` holds, per reference column of ``spec``, the ids its rows may name.
+    """
     bronze = _drop_columns_of_other_days(bronze, spec)
     bronze = bronze.with_row_index(ROW).with_columns(pl.col(ROW).cast(pl.Int64))
-    typed, parse_failures = parse(bronze, spec)
+    # Partitions written before bronze kept unreadable records have neither column.
+    bronze = bronze.with_columns(
+        pl.lit(None, pl.String).alias(c) for c in (ERROR, RAW) if c not in bronze.columns
+    )
+    unreadable = bronze.filter(pl.col(ERROR).is_not_null())
+    readable = bronze.filter(pl.col(ERROR).is_null())
+    typed, parse_failures = parse(readable, spec)
     rule_failures = contract_failures(typed, spec).join(
         parse_failures, on=[ROW, "column"], how="anti"
     )
+    orphans, quarantined_references = reference_failures(typed, spec, known or {})
+    failures = pl.concat(
+        [parse_failures, rule_failures, event_time_failures(typed, spec, day), orphans]
+    )
+    candidates = typed.filter(pl.col(ROW).is_in(failures[ROW].implode()).not_())
+    failures = pl.concat([failures, conflict_failures(candidates, spec)])
     failed = (
-        pl.concat([parse_failures, rule_failures])
-        .sort(ROW, "column", "check")
+        failures.sort(ROW, "column", "check")
         .group_by(ROW, maintain_order=True)
         .agg((pl.col("column") + ": " + pl.col("check")).alias("failed_checks"))
     )
-    lineage = bronze.select(ROW, *SILVER_LINEAGE)
-    quarantine = _quarantine(bronze, spec, failed, key).join(lineage, on=ROW).drop(ROW)
+    lineage = readable.select(ROW, *SILVER_LINEAGE)
+    quarantine = pl.concat(
+        [
+            _quarantine(readable, spec, failed, key).join(lineage, on=ROW),
+            _unreadable(unreadable, spec, key),
+        ],
+        how="diagonal_relaxed",
+    ).sort(ROW)
     # typed and lineage are both in bronze row order: a filter replaces the anti and inner join.
     valid = typed.with_columns(lineage.drop(ROW)).filter(
         pl.col(ROW).is_in(failed[ROW].implode()).not_()
@@ -157,6 +259,7 @@ def to_silver(bronze: pl.DataFrame, spec: TableSpec, key: bytes) -> SilverResult
         quarantine=quarantine.select(QUARANTINE_SCHEMA.names()).cast(QUARANTINE_SCHEMA),
         bronze_rows=bronze.height,
         duplicates_removed=valid.height - silver.height,
+        quarantined_references=quarantined_references,
     )
 
 
@@ -178,8 +281,34 @@ def _quarantine(
     """Failed rows with every value as received (PII pseudonymized) as one JSON object."""
     rows = bronze.join(failed, on=ROW)
     business = [c for c in bronze.columns if c not in (ROW, *LINEAGE_COLUMNS)]
-    originals = pseudonymize(rows.select(business), spec.pii, key)
-    return rows.select(ROW, "failed_checks").with_columns(
+    originals = pseudonymize(
+        rows.select(business), tuple(spec.unsafe_columns(business)), key, rename=False
+    )
+    return rows.select(
+        ROW,
+        "failed_checks",
+        raw_column(rows, spec, spec.primary_key).str.strip_chars().alias("key"),
+    ).with_columns(
         pl.lit(spec.name).alias("source_table"),
         originals.select(pl.struct(pl.all()).struct.json_encode().alias("original")).to_series(),
+    )
+
+
+def _unreadable(unreadable: pl.DataFrame, spec: TableSpec, key: bytes) -> pl.DataFrame:
+    """Records (or whole files) the landing reader could not read, with its error and the text.
+
+    The text of a broken line of a table holding PII may hold PII anywhere: it is pseudonymized.
+    """
+    original = keyed_hash(unreadable[RAW], key) if spec.pii else unreadable[RAW]
+    whole_file = pl.col("_row_number").is_null()
+    return unreadable.select(
+        ROW,
+        *SILVER_LINEAGE,
+        pl.lit(spec.name).alias("source_table"),
+        pl.when(whole_file)
+        .then(pl.lit(["file: unreadable"]))
+        .otherwise(pl.lit(["record: unreadable"]))
+        .alias("failed_checks"),
+        pl.col(ERROR).alias("error"),
+        original.alias("original"),
     )

@@ -8,6 +8,7 @@ types and validates rows with it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import polars as pl
 
@@ -24,6 +25,18 @@ class Column:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """``column`` names an entity of ``table`` (by its primary key) known by the same day.
+
+    An entity that arrived but sits in quarantine still exists: a row pointing at it is valid.
+    Only a row whose entity never arrived at all is an orphan, and orphans are quarantined.
+    """
+
+    column: str
+    table: str
+
+
+@dataclass(frozen=True)
 class TableSpec:
     name: str
     primary_key: str
@@ -32,6 +45,10 @@ class TableSpec:
     description: str = ""
     version_column: str | None = None
     """For versioned entities (profiles): a row is unique by primary key and this column."""
+    references: tuple[Reference, ...] = ()
+    event_time_tolerance: timedelta | None = timedelta(0)
+    """How far an event time may lie outside the day its file landed on; None lifts the day rule
+    (a snapshot of old records), leaving only the bounds ``EARLIEST_EVENT`` .. end of that day."""
     pii: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -52,8 +69,24 @@ class TableSpec:
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
 
+    def known_safe(self, name: str) -> bool:
+        """A column known not to hold PII: a non-PII contract column, by its name or an alias."""
+        return any(not c.pii and name in (c.name, *c.aliases) for c in self.columns)
+
+    def unsafe_columns(self, columns: list[str]) -> list[str]:
+        """Columns to pseudonymize before anything is shown or kept outside bronze.
+
+        In a table holding PII every column that is not known to be safe counts as PII, so a
+        renamed ``email`` (``e_mail``) is protected like the real one.
+        """
+        if not self.pii:
+            return []
+        return [c for c in columns if not self.known_safe(c)]
+
 
 TIMESTAMP = pl.Datetime("us")
+EARLIEST_EVENT = "2000-01-01"
+"""No event of this business predates it; an older time is a data error (1900, the epoch)."""
 
 CUSTOMERS = TableSpec(
     name="customers",
@@ -90,6 +123,7 @@ TRANSACTIONS = TableSpec(
     primary_key="transaction_id",
     event_time="event_time",
     description="Card payment authorisations.",
+    references=(Reference("customer_id", "customers"), Reference("merchant_id", "merchants")),
     columns=(
         Column("transaction_id", pl.String(), description="Transaction identifier."),
         Column("customer_id", pl.String(), description="Paying customer."),
@@ -107,6 +141,7 @@ CHARGEBACKS = TableSpec(
     primary_key="chargeback_id",
     event_time="reported_at",
     description="Disputes filed against transactions; they arrive 1 to 45 days late.",
+    references=(Reference("transaction_id", "transactions"),),
     columns=(
         Column("chargeback_id", pl.String(), description="Chargeback identifier."),
         Column("transaction_id", pl.String(), description="Disputed transaction."),
@@ -157,5 +192,7 @@ CHANNELS = ("pos", "contactless", "online")
 DEVICES = ("terminal", "mobile", "desktop")
 CURRENCIES = ("EUR",)
 REASON_CODES = ("fraud", "not_received", "not_as_described", "duplicate_charge")
+MIN_AMOUNT = 0.01
+"""One cent: a smaller positive amount (1e-320) is no payment, it is a broken number."""
 MAX_AMOUNT = 50_000.0
 """Largest plausible single card payment in EUR; anything above is a data error."""

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import polars as pl
 
+from medallion.landing import DELIVERED_MARKER
 from medallion.tables import (
     AGE_BANDS,
     CATEGORIES,
@@ -844,6 +845,16 @@ def _land(
     )
 
 
+def _mark_delivered(config: GeneratorConfig, landing_dir: Path) -> None:
+    """Mark each table's days delivered, after their files and also when they had no rows: a
+    consumer can then tell an empty day from one that has not arrived yet."""
+    for table in LANDING_TABLES:
+        for day in range(config.days):
+            folder = landing_dir / table / (config.start + timedelta(days=day)).isoformat()
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / DELIVERED_MARKER).touch()
+
+
 def generate(config: GeneratorConfig, landing_dir: Path) -> GenerationSummary:
     """Write every landing file of `config` under `landing_dir` and return the ground truth."""
     landing_dir = Path(landing_dir)
@@ -864,6 +875,7 @@ def generate(config: GeneratorConfig, landing_dir: Path) -> GenerationSummary:
     chargebacks, reported_us, pending = _chargeback_frames(config, disputes)
     for day, (frame, arrival) in enumerate(zip(chargebacks, reported_us, strict=True)):
         files.append(_land(config, landing_dir, CHARGEBACKS, day, frame, arrival))
+    _mark_delivered(config, landing_dir)
 
     table_order = list(LANDING_TABLES)
     landed = sorted(

@@ -8,7 +8,13 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from medallion.landing import landing_files
+from medallion.landing import (
+    LandingFile,
+    landing_delivered,
+    landing_files,
+    quarantine_file,
+    quarantined_files,
+)
 
 
 class LandingZone(dg.ConfigurableResource):
@@ -16,6 +22,18 @@ class LandingZone(dg.ConfigurableResource):
 
     def files(self, table: str, day: str) -> list[Path]:
         return landing_files(Path(self.root), table, date.fromisoformat(day))
+
+    def folder(self, table: str, day: str) -> Path:
+        return Path(self.root) / table / date.fromisoformat(day).isoformat()
+
+    def delivered(self, table: str, day: str) -> bool:
+        return landing_delivered(Path(self.root), table, date.fromisoformat(day))
+
+    def quarantine(self, path: Path, error: str) -> Path:
+        return quarantine_file(Path(self.root), path, error)
+
+    def quarantined(self, table: str, day: str) -> list[LandingFile]:
+        return quarantined_files(Path(self.root), table, date.fromisoformat(day))
 
     def relative(self, path: Path) -> str:
         return str(path.relative_to(self.root))

@@ -39,13 +39,14 @@ def test_gold_declares_late_label_lineage() -> None:
     assert dg.AssetKey(["silver", "customers"]) in parents
 
 
-def test_relabel_schedule_covers_the_label_delay() -> None:
+def test_relabel_schedule_skips_when_no_gold_day_was_built() -> None:
     schedule = next(s for s in defs.schedules if s.name == "relabel_gold_schedule")
-    context = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2024, 6, 1, 3),
-        repository_def=defs.get_repository_def(),
-    )
-    requests = list(schedule.evaluate_tick(context).run_requests or [])
-    keys = [r.partition_key for r in requests]
-    assert len(keys) == 45
-    assert keys[-1] == "2024-05-31"
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=datetime(2024, 6, 1, 3),
+            repository_def=defs.get_repository_def(),
+        )
+        tick = schedule.evaluate_tick(context)
+    assert not tick.run_requests
+    assert "none was ever built" in tick.skip_message

@@ -170,3 +170,10 @@ def test_a_new_view_is_one_new_file_in_assets() -> None:
         module.unlink()
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["True", "True"]
+
+
+def test_rows_the_window_cannot_hold_fail_instead_of_vanishing() -> None:
+    """An event dated after its day would otherwise be cut from every partition unseen."""
+    late = transactions().with_columns(pl.col("event_time") + timedelta(days=1))
+    with pytest.raises(ValueError, match="dated at or after the window's end"):
+        build_feature_rows(CUSTOMER_ACTIVITY, late.lazy(), DAY, datetime(2024, 2, 1))

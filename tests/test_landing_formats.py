@@ -10,7 +10,7 @@ import pytest
 
 from medallion.landing import read_landing_file, to_bronze
 from medallion.schema_drift import detect_schema_drift
-from medallion.silver import to_silver
+from medallion.silver import KnownIds, SilverResult, to_silver
 from medallion.tables import FORMATS, LANDING_TABLES, TRANSACTIONS
 from reference_data import generate
 from tests.conftest import with_config
@@ -21,7 +21,16 @@ KEY = b"format-test-key"
 def silver_rows(landing: Path, fmt: str) -> dict[str, pl.DataFrame]:
     config = with_config(days=8, formats=(fmt,), transactions_per_day=300)
     summary = generate(config, landing)
-    silver: dict[str, list[pl.DataFrame]] = {t: [] for t in LANDING_TABLES}
+    results: dict[str, list[SilverResult]] = {t: [] for t in LANDING_TABLES}
+
+    def known(table: str) -> KnownIds:
+        """Ids cleaned so far, as the pipeline knows them (files come in table order)."""
+        key = LANDING_TABLES[table].primary_key
+        return KnownIds(
+            pl.concat([r.silver[key] for r in results[table]]),
+            pl.concat([r.quarantine["key"] for r in results[table]]),
+        )
+
     for file in summary.files:
         assert file.path.suffix == f".{fmt}"
         bronze = to_bronze(
@@ -30,9 +39,16 @@ def silver_rows(landing: Path, fmt: str) -> dict[str, pl.DataFrame]:
             ingested_at=datetime(2024, 1, 1, tzinfo=UTC),
             run_id="run",
         )
-        result = to_silver(bronze, LANDING_TABLES[file.table], KEY)
-        silver[file.table].append(result.silver.drop("_source_file"))
-    return {t: pl.concat(frames, how="diagonal_relaxed") for t, frames in silver.items() if frames}
+        assert bronze["_row_number"].to_list() == list(range(file.rows))
+        assert bronze["_error"].null_count() == bronze["_raw"].null_count() == file.rows
+        spec = LANDING_TABLES[file.table]
+        references = {ref.column: known(ref.table) for ref in spec.references}
+        results[file.table].append(to_silver(bronze, spec, KEY, day=file.day, known=references))
+    return {
+        table: pl.concat([r.silver.drop("_source_file") for r in found], how="diagonal_relaxed")
+        for table, found in results.items()
+        if found
+    }
 
 
 def test_all_four_formats_yield_the_same_silver_rows(tmp_path: Path) -> None:

@@ -64,7 +64,7 @@ def test_row_accounting_on_every_partition(pipeline: Pipeline) -> None:
 def test_quarantine_says_why_and_keeps_original_values(pipeline: Pipeline) -> None:
     quarantine = pipeline.table("silver/transactions_quarantine")
     checks_failed = set(quarantine["failed_checks"].explode())
-    assert "amount: greater_than(0)" in checks_failed
+    assert "amount: greater_than_or_equal_to(0.01)" in checks_failed
     assert "event_time: unparseable" in checks_failed
     assert "transaction_id: not_nullable" in checks_failed
     bad_time = quarantine.filter(pl.col("failed_checks").list.contains("event_time: unparseable"))

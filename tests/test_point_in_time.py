@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pandas as pd
 import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feature_store.offline import get_historical_features, point_in_time_join
+from feature_store.online import open_online_store
+from feature_store.serving import get_online_features
 from feature_store.views import CREATED_TIMESTAMP, EVENT_TIMESTAMP, Entity, Feature, FeatureView
 
 T0 = datetime(2024, 1, 1)
@@ -188,3 +192,93 @@ def test_bad_references_fail_clearly() -> None:
         get_historical_features(entity_df, ["nope:x"], views=views, scan={}.__getitem__)
     with pytest.raises(KeyError, match="no feature"):
         get_historical_features(entity_df, ["v1:nope"], views=views, scan={}.__getitem__)
+
+
+def in_ns(base: datetime, offsets: list[int], zone: str | None = None) -> pl.Series:
+    """``base`` (UTC) plus each offset in nanoseconds, as a nanosecond column in ``zone``."""
+    times = pl.Series([base] * len(offsets)).cast(pl.Datetime("ns")) + pl.Series(
+        offsets, dtype=pl.Duration("ns")
+    )
+    return times if zone is None else times.dt.replace_time_zone("UTC").dt.convert_time_zone(zone)
+
+
+@pytest.mark.parametrize("base", [T0, datetime(1960, 1, 1)])
+def test_nanosecond_entity_times_keep_the_ttl_bound_exact(base: datetime) -> None:
+    features = pl.DataFrame({"k": ["a"], EVENT_TIMESTAMP: [base], "f": [7]})
+    boundary = base + timedelta(hours=2)
+    entities = pl.DataFrame({"k": "a", EVENT_TIMESTAMP: in_ns(boundary, [-1, 0, 1, 999, 1000])})
+    assert join(entities, features, timedelta(hours=2))["f"].to_list() == [7, 7, None, None, None]
+
+
+@pytest.mark.parametrize("base", [T0, datetime(1960, 1, 1)])
+def test_nanosecond_entity_times_never_see_a_later_event(base: datetime) -> None:
+    features = pl.DataFrame({"k": ["a"], EVENT_TIMESTAMP: [base], "f": [7]})
+    entities = pl.DataFrame({"k": "a", EVENT_TIMESTAMP: in_ns(base, [-1000, -1, 0, 1])})
+    for ttl in (None, timedelta(hours=2)):
+        assert join(entities, features, ttl)["f"].to_list() == [None, None, 7, 7]
+
+
+@pytest.mark.parametrize(
+    ("entity_zone", "feature_zone"),
+    [(None, None), ("UTC", None), (None, "UTC"), ("Europe/Amsterdam", "UTC")],
+)
+def test_nanosecond_bound_compares_instants_across_time_zones(
+    entity_zone: str | None, feature_zone: str | None
+) -> None:
+    event = pl.Series([T0]).dt.replace_time_zone(feature_zone)
+    features = pl.DataFrame({"k": ["a"], EVENT_TIMESTAMP: event, "f": [7]})
+    entities = pl.DataFrame({"k": "a", EVENT_TIMESTAMP: in_ns(at(2), [0, 1], entity_zone)})
+    assert join(entities, features, timedelta(hours=2))["f"].to_list() == [7, None]
+
+
+def test_microsecond_entity_times_against_millisecond_features() -> None:
+    features = pl.DataFrame(
+        {"k": ["a"], EVENT_TIMESTAMP: pl.Series([T0], dtype=pl.Datetime("ms")), "f": [7]}
+    )
+    us = timedelta(microseconds=1)
+    entities = pl.DataFrame({"k": "a", EVENT_TIMESTAMP: [T0 - us, T0, at(2), at(2) + us]})
+    assert join(entities, features, timedelta(hours=2))["f"].to_list() == [None, 7, 7, None]
+
+
+def test_millisecond_entity_times_against_microsecond_features() -> None:
+    """A coarser entity time is exact too: 500 µs on either side of the bounds matters."""
+    half = timedelta(microseconds=500)
+    features = pl.DataFrame({"k": ["a"], EVENT_TIMESTAMP: [T0 + half], "f": [7]})
+    ms = timedelta(milliseconds=1)
+    entities = pl.DataFrame(
+        {"k": "a", EVENT_TIMESTAMP: [T0, T0 + ms, at(2), at(2) + ms]},
+        schema={"k": pl.String, EVENT_TIMESTAMP: pl.Datetime("ms")},
+    )
+    assert join(entities, features, timedelta(hours=2))["f"].to_list() == [None, 7, 7, None]
+
+
+def test_an_entity_timestamp_that_is_no_time_fails_by_name() -> None:
+    features = pl.DataFrame({"k": ["a"], EVENT_TIMESTAMP: [T0], "f": [7]})
+    for stamp in (["2024-01-01"], [1]):
+        with pytest.raises(TypeError, match=f"entity column '{EVENT_TIMESTAMP}' is"):
+            join(pl.DataFrame({"k": ["a"], EVENT_TIMESTAMP: stamp}), features, None)
+
+
+def test_pandas_entity_frames_and_online_reads_agree_at_the_ttl_bound(tmp_path: Path) -> None:
+    """make_view's ttl is 10 hours: one nanosecond past it the value is gone, offline and online."""
+    views = {"v1": make_view("v1", "customer_id", "x")}
+    rows = pl.DataFrame({"customer_id": ["c"], EVENT_TIMESTAMP: [T0], "x": [7]})
+    boundary = pd.Timestamp(at(10))
+    times = [boundary - pd.Timedelta(1, "ns"), boundary, boundary + pd.Timedelta(1, "ns")]
+    expected = [7, 7, None]
+
+    entity_df = pl.from_pandas(pd.DataFrame({"customer_id": "c", EVENT_TIMESTAMP: times}))
+    offline = get_historical_features(
+        entity_df, ["v1:x"], views=views, scan={"features/v1": rows.lazy()}.__getitem__
+    )
+    assert offline["x"].to_list() == expected
+    with open_online_store(f"sqlite:///{tmp_path}/online.db") as store:
+        store.write("v1", rows, entity_key="customer_id", timestamp=EVENT_TIMESTAMP)
+        keys = rows.select("customer_id")
+        online = [
+            get_online_features(store, keys, ["v1:x"], views=views, as_of=t)["x"].item()
+            for t in times
+        ]
+        assert online == expected
+        with pytest.raises(ValueError, match="time zone"):
+            get_online_features(store, keys, ["v1:x"], views=views, as_of=T0.replace(tzinfo=UTC))

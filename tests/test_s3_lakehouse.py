@@ -64,7 +64,7 @@ def s3_endpoint() -> Iterator[str]:
 def test_daily_ingest_runs_unchanged_on_an_s3_lake(
     s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PSEUDONYMIZATION_KEY", "s3-test-key")
+    monkeypatch.setenv("PSEUDONYMIZATION_KEY", "s3-test-pseudonymization-key")
     boto3.client(
         "s3",
         endpoint_url=s3_endpoint,
