@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -25,7 +25,13 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--days", type=int, default=14, help="landing days, ending yesterday")
+    parser.add_argument("--days", type=int, default=14, help="landing days, ending --end-date")
+    parser.add_argument(
+        "--end-date",
+        type=date.fromisoformat,
+        default=None,
+        help="last landing day, YYYY-MM-DD (default: yesterday, UTC)",
+    )
     parser.add_argument("--transactions-per-day", type=int, default=5_000)
     parser.add_argument("--customers", type=int, default=2_000)
     parser.add_argument("--merchants", type=int, default=200)
@@ -37,7 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = Settings.from_env()
-    start = datetime.now(UTC).date() - timedelta(days=args.days)
+    end = args.end_date or datetime.now(UTC).date() - timedelta(days=1)
+    start = end - timedelta(days=args.days - 1)
     config = GeneratorConfig(
         seed=args.seed,
         start=start,

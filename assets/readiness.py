@@ -20,7 +20,11 @@ from __future__ import annotations
 from datetime import datetime
 
 import dagster as dg
-from dagster._core.storage.partition_status_cache import AssetPartitionStatus
+from dagster._core.storage.partition_status_cache import (
+    AssetPartitionStatus,
+    AssetStatusCacheValue,
+    get_and_update_asset_status_cache_value,
+)
 
 _REASONS = {
     None: "was never materialized",
@@ -54,6 +58,27 @@ def upstream_days(
     return {key: sorted(found) for key, found in sorted(days.items())}
 
 
+def partition_statuses(
+    instance: dg.DagsterInstance, key: dg.AssetKey, partitions: dg.PartitionsDefinition
+) -> dict[str, AssetPartitionStatus]:
+    """Every attempted partition of ``key`` with its status, as the UI shows it.
+
+    The status cache's subsets give the few attempted days at once; asking per day
+    (``get_status_by_partition``) tests each of a thousand days of history against them.
+    """
+    cache = get_and_update_asset_status_cache_value(instance, key, partitions)
+    if not isinstance(cache, AssetStatusCacheValue):
+        return {}
+    statuses: dict[str, AssetPartitionStatus] = {}
+    for status, subset in (  # later ones win, as in get_status_by_partition
+        (AssetPartitionStatus.MATERIALIZED, cache.deserialize_materialized_partition_subsets),
+        (AssetPartitionStatus.FAILED, cache.deserialize_failed_partition_subsets),
+        (AssetPartitionStatus.IN_PROGRESS, cache.deserialize_in_progress_partition_subsets),
+    ):
+        statuses.update(dict.fromkeys(subset(partitions).get_partition_keys(), status))
+    return statuses
+
+
 def unready_inputs(
     instance: dg.DagsterInstance,
     assets_def: dg.AssetsDefinition,
@@ -65,8 +90,8 @@ def unready_inputs(
     assert partitions is not None
     reasons = []
     for key, mapped in upstream_days(assets_def, day, current_time).items():
-        status = instance.get_status_by_partition(key, mapped, partitions) or {}
-        attempted = [d for d in mapped if status.get(d) is not None]
+        status = partition_statuses(instance, key, partitions)
+        attempted = [d for d in mapped if d in status]
         first, horizon = min([day, *attempted]), max([day, *attempted])
         for upstream_day in mapped:
             state = status.get(upstream_day)

@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from assets.bronze import EMPTY_LINEAGE
 from assets.gold import GOLD_INPUTS
+from assets.silver import known_ids
 from medallion.contracts import VALUE_RULES
 from medallion.gold import GOLD_COLUMNS, label_transactions
 from medallion.landing import LINEAGE_COLUMNS, landing_files, read_landing_file, to_bronze
@@ -165,7 +166,13 @@ def ours_bronze(write: Write, landing: Path, spec: TableSpec, day: str, run_id: 
 
 def ours_silver(write: Write, lakehouse: Lakehouse, spec: TableSpec, day: str) -> None:
     bronze = lakehouse.scan(f"bronze/{spec.name}", partitions=[day]).collect()
-    result = to_silver(bronze.drop(PARTITION_COLUMN), spec, KEY)
+    result = to_silver(
+        bronze.drop(PARTITION_COLUMN),
+        spec,
+        KEY,
+        day=date.fromisoformat(day),
+        known={ref.column: known_ids(lakehouse, ref.table, day) for ref in spec.references},
+    )
     write(f"silver/{spec.name}", result.silver, day)
     write(f"silver/{spec.name}_quarantine", result.quarantine, day)
 
@@ -260,6 +267,7 @@ def pd_bronze(write: Write, landing: Path, spec: TableSpec, day: str, run_id: st
         frame["_row_number"] = np.arange(len(frame), dtype=np.int64)
         frame["_ingested_at"] = ingested_at
         frame["_run_id"] = run_id
+        frame["_error"] = frame["_raw"] = None
         frames.append(frame)
     if frames:
         bronze = pd.concat(frames, ignore_index=True)
@@ -274,6 +282,8 @@ def pd_bronze(write: Write, landing: Path, spec: TableSpec, day: str, run_id: st
                 "_row_number": pd.Series(dtype=np.int64),
                 "_ingested_at": pd.Series(dtype="datetime64[us, UTC]"),
                 "_run_id": pd.Series(dtype=object),
+                "_error": pd.Series(dtype=object),
+                "_raw": pd.Series(dtype=object),
             }
         )
     write(f"bronze/{spec.name}", bronze, day)
@@ -299,6 +309,7 @@ RULE_MASKS: dict[str, Callable[[pd.Series, dict], pd.Series]] = {
     "str_contains": lambda s, st: s.str.contains(st["pattern"], regex=True),
     "str_matches": lambda s, st: s.str.contains(st["pattern"], regex=True),
     "greater_than": lambda s, st: s > st["min_value"],
+    "greater_than_or_equal_to": lambda s, st: s >= st["min_value"],
     "less_than_or_equal_to": lambda s, st: s <= st["max_value"],
 }
 
@@ -336,6 +347,33 @@ def pd_silver(write: Write, root: Path, spec: TableSpec, day: str) -> None:
             ok = RULE_MASKS[check.name](value[present], check.statistics)
             failures.append((ok.index[~ok.astype(bool)], name, check.error))
 
+        if name == spec.event_time and spec.event_time_tolerance is not None:
+            low = pd.Timestamp(day) - spec.event_time_tolerance
+            high = pd.Timestamp(day) + pd.Timedelta(days=1) + spec.event_time_tolerance
+            outside = value.notna() & ((value < low) | (value >= high))
+            check = f"outside its landing day (tolerance {spec.event_time_tolerance})"
+            failures.append((bronze.index[outside], name, check))
+    for ref in spec.references:
+        key = LANDING_TABLES[ref.table].primary_key
+        history = [(PARTITION_COLUMN, "<=", day)]
+        known = set(pd_read_table(root, f"silver/{ref.table}", history)[key])
+        known |= set(pd_read_table(root, f"silver/{ref.table}_quarantine", history)["key"])
+        orphan = typed[ref.column].notna() & ~typed[ref.column].isin(known)
+        failures.append((bronze.index[orphan], ref.column, f"references no known {ref.table}"))
+    unreadable = bronze["_error"].notna()
+    failures.append((bronze.index[unreadable], "record", "unreadable"))
+    failed_rows = pd.Index(np.unique(np.concatenate([rows for rows, _, _ in failures])))
+    candidates = typed.drop(index=failed_rows)
+    repeated = candidates[candidates.duplicated(spec.unique_key, keep=False)]
+    versions = (
+        repeated.astype(str)
+        .apply(tuple, axis=1)
+        .groupby([repeated[k] for k in spec.unique_key])
+        .transform("nunique")
+    )
+    conflicts = versions.index[versions > 1]
+    failures.append((conflicts, spec.primary_key, "conflicting duplicate"))
+
     failed = pd.concat(
         [pd.DataFrame({"row": rows, "column": c, "check": k}) for rows, c, k in failures],
         ignore_index=True,
@@ -348,11 +386,15 @@ def pd_silver(write: Write, root: Path, spec: TableSpec, day: str) -> None:
     # Quarantine: the failed rows with their original values (PII pseudonymized) as JSON.
     business = [c for c in bronze.columns if c not in LINEAGE_COLUMNS]
     bad = bronze.loc[failed_checks.index]
-    originals = pd_pseudonymize(bad[business], spec)
+    originals = bad[business].copy()
+    for column in spec.unsafe_columns(business):  # as received: the name kept, the value hashed
+        originals[column] = pd_hmac(originals[column])
     quarantine = pd.DataFrame(
         {
             "source_table": spec.name,
+            "key": bad[spec.primary_key].str.strip(),
             "failed_checks": failed_checks.to_numpy(),
+            "error": bad["_error"],
             "original": pd.Series(
                 [
                     json.dumps(row, separators=(",", ":"))

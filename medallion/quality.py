@@ -79,9 +79,7 @@ def quarantine_rate(result: SilverResult, max_rate: float, min_rows: int) -> Out
         "min_rows": min_rows,
         "quarantined_rows": quarantined,
         "failed_checks": dict(by_check.iter_rows()),
-        **_sample(
-            result.quarantine.select("key", "failed_checks", "error", "original", "_source_file")
-        ),
+        **_sample(result.quarantine.select(SAMPLE_COLUMNS)),
     }
     description = (
         f"{rate:.2%} of rows quarantined ({quarantined}; "

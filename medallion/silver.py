@@ -23,6 +23,7 @@ ERROR = "_error"
 RAW = "_raw"
 """Bronze lineage of a record (or whole file) the landing reader could not read, and its text."""
 TIMESTAMP_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f")
+_NO_FAILURES = pl.DataFrame(schema={ROW: pl.Int64, "column": pl.String, "check": pl.String})
 SILVER_LINEAGE = ("_source_file", "_row_number", "_ingested_at", "_run_id")
 QUARANTINE_SCHEMA = pl.Schema(
     {
@@ -127,7 +128,6 @@ def parse(bronze: pl.DataFrame, spec: TableSpec) -> tuple[pl.DataFrame, pl.DataF
 
 def contract_failures(typed: pl.DataFrame, spec: TableSpec) -> pl.DataFrame:
     """One (row, column, check) per pandera rule a row breaks."""
-    empty = pl.DataFrame(schema={ROW: pl.Int64, "column": pl.String, "check": pl.String})
     try:
         landing_contract(spec).validate(typed.drop(ROW), lazy=True)
     except pandera.errors.SchemaErrors as errors:
@@ -136,13 +136,13 @@ def contract_failures(typed: pl.DataFrame, spec: TableSpec) -> pl.DataFrame:
             # Column and check only: the failure cases hold raw values, PII among them.
             whole = cases.filter(pl.col("index").is_null()).select("column", "check").unique()
             raise ValueError(f"{spec.name}: contract failed as a whole: {whole.rows()}") from errors
-        # pandera's index is the row position, which is also the bronze row number here.
+        # pandera's index is the row's position in ``typed``, which skips unreadable records.
         return cases.select(
-            pl.col("index").cast(pl.Int64).alias(ROW),
+            typed[ROW].gather(cases["index"].cast(pl.Int64)).alias(ROW),
             pl.col("column").cast(pl.String),
             pl.col("check").cast(pl.String),
         )
-    return empty
+    return _NO_FAILURES
 
 
 def event_time_failures(typed: pl.DataFrame, spec: TableSpec, day: date) -> pl.DataFrame:
@@ -197,9 +197,6 @@ def conflict_failures(candidates: pl.DataFrame, spec: TableSpec) -> pl.DataFrame
         pl.lit(spec.primary_key).alias("column"),
         pl.lit("conflicting duplicate").alias("check"),
     )
-
-
-_NO_FAILURES = pl.DataFrame(schema={ROW: pl.Int64, "column": pl.String, "check": pl.String})
 
 
 def to_silver(

@@ -9,7 +9,7 @@ import pytest
 
 from medallion.pseudonymize import keyed_hash
 from medallion.silver import KnownIds, SilverResult, to_silver
-from medallion.tables import CHARGEBACKS, CUSTOMERS, TRANSACTIONS, TableSpec
+from medallion.tables import CHARGEBACKS, COUNTRIES, CUSTOMERS, TRANSACTIONS, TableSpec
 
 KEY = b"unit-key"
 DAY = date(2024, 1, 1)
@@ -224,13 +224,22 @@ def test_unreadable_records_are_quarantined_with_the_error() -> None:
         pl.lit("f.csv line 3: 7 fields, header has 8").alias("_error"),
         pl.lit('C9,"ada@example.com",x').alias("_raw"),
     )
+    invalid = bronze([profile(customer_id="C3", country="Atlantis")]).with_columns(
+        pl.lit(2, pl.Int64).alias("_row_number")
+    )
     frame = pl.concat(
-        [good.with_columns(pl.lit(None, pl.String).alias("_error")), broken], how="diagonal_relaxed"
+        [good.with_columns(pl.lit(None, pl.String).alias("_error")), broken, invalid],
+        how="diagonal_relaxed",
     )
     result = clean(frame, CUSTOMERS)
+    # The contract failure after the unreadable record is pinned on its own row.
+    assert reasons_by_id(result, "customer_id") == {
+        "-": ["record: unreadable"],
+        "C3": [f"country: isin({COUNTRIES})"],
+    }
     assert result.silver["customer_id"].to_list() == ["C1"]
     row = result.quarantine.row(0, named=True)
     assert row["failed_checks"] == ["record: unreadable"]
     assert row["error"] == "f.csv line 3: 7 fields, header has 8"
     assert "ada@example.com" not in row["original"]
-    assert result.bronze_rows == 2
+    assert result.bronze_rows == 3
