@@ -19,7 +19,7 @@ from assets.metadata import check_result, publish, table_metadata
 from assets.readiness import require_ready_inputs
 from medallion import quality
 from medallion.contracts import silver_contract
-from medallion.silver import KnownIds, SilverResult, to_silver
+from medallion.silver import KnownIds, SilverResult, named, to_silver
 from medallion.tables import LANDING_TABLES, TableSpec
 from resources import Lakehouse, Pseudonymizer
 from resources.lakehouse import PARTITION_COLUMN
@@ -84,9 +84,13 @@ def _outcomes(spec: TableSpec, result: SilverResult) -> dict[str, quality.Outcom
     return outcomes
 
 
-def known_ids(lakehouse: Lakehouse, table: str, day: str) -> KnownIds:
-    """Every id of silver ``table`` up to this day, accepted or quarantined."""
+def known_ids(lakehouse: Lakehouse, table: str, day: str, among: pl.Series) -> KnownIds:
+    """The ids of ``among`` that silver ``table`` knows by this day, accepted or quarantined.
+
+    Asking only for the ids a day names keeps a history of millions out of memory.
+    """
     key = LANDING_TABLES[table].primary_key
+    wanted = among.drop_nulls().unique().implode()
 
     def ids(name: str, column: str) -> pl.Series:
         frame = lakehouse.scan_or_empty(name, pl.Schema({column: pl.String}))
@@ -94,7 +98,8 @@ def known_ids(lakehouse: Lakehouse, table: str, day: str) -> KnownIds:
             return pl.Series(column, [], pl.String)
         if PARTITION_COLUMN in frame.collect_schema():
             frame = frame.filter(pl.col(PARTITION_COLUMN) <= day)
-        return frame.select(pl.col(column).drop_nulls().unique()).collect().to_series()
+        known = frame.select(column).filter(pl.col(column).is_in(wanted))
+        return known.unique().collect().to_series()
 
     return KnownIds(
         accepted=ids(f"silver/{table}", key), quarantined=ids(f"silver/{table}_quarantine", "key")
@@ -154,7 +159,10 @@ def build_silver_assets(spec: TableSpec) -> dg.AssetsDefinition:
             spec,
             pseudonymizer.key_bytes,
             day=date.fromisoformat(day),
-            known={ref.column: known_ids(lakehouse, ref.table, day) for ref in spec.references},
+            known={
+                ref.column: known_ids(lakehouse, ref.table, day, named(bronze, spec, ref.column))
+                for ref in spec.references
+            },
         )
         q_commit = lakehouse.write_partition(f"silver/{name}_quarantine", result.quarantine, day)
         yield dg.MaterializeResult(

@@ -52,7 +52,7 @@ from medallion.contracts import VALUE_RULES
 from medallion.gold import GOLD_COLUMNS, label_transactions
 from medallion.landing import LINEAGE_COLUMNS, landing_files, read_landing_file, to_bronze
 from medallion.pseudonymize import PSEUDONYM_SUFFIX
-from medallion.silver import SILVER_LINEAGE, to_silver
+from medallion.silver import SILVER_LINEAGE, named, to_silver
 from medallion.tables import LANDING_TABLES, TIMESTAMP, TableSpec
 from reference_data import GeneratorConfig, generate
 from resources.lakehouse import PARTITION_COLUMN, Lakehouse
@@ -171,7 +171,10 @@ def ours_silver(write: Write, lakehouse: Lakehouse, spec: TableSpec, day: str) -
         spec,
         KEY,
         day=date.fromisoformat(day),
-        known={ref.column: known_ids(lakehouse, ref.table, day) for ref in spec.references},
+        known={
+            ref.column: known_ids(lakehouse, ref.table, day, named(bronze, spec, ref.column))
+            for ref in spec.references
+        },
     )
     write(f"silver/{spec.name}", result.silver, day)
     write(f"silver/{spec.name}_quarantine", result.quarantine, day)

@@ -66,6 +66,11 @@ def raw_column(bronze: pl.DataFrame, spec: TableSpec, name: str) -> pl.Expr:
     return pl.coalesce(pl.col(c).cast(pl.String) for c in sources).alias(name)
 
 
+def named(bronze: pl.DataFrame, spec: TableSpec, column: str) -> pl.Series:
+    """The values a reference ``column`` of this bronze day names, as silver will read them."""
+    return bronze.select(raw_column(bronze, spec, column).str.strip_chars()).to_series()
+
+
 def _parse(raw: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     text = raw.str.strip_chars()
     if dtype == TIMESTAMP:
@@ -169,18 +174,28 @@ def reference_failures(
     for ref in spec.references:
         if ref.column not in known:
             raise ValueError(f"{spec.name}: no known ids given for reference {ref.column!r}")
-        ids = known[ref.column]
+        # A day names a few thousand ids; the history holds millions. Match against the few.
+        named = typed[ref.column].drop_nulls().unique()
+        accepted, quarantined = (
+            ids.filter(ids.is_in(named.implode())).implode()
+            for ids in (known[ref.column].accepted, known[ref.column].quarantined)
+        )
         value = pl.col(ref.column)
-        accepted = value.is_in(ids.accepted.implode())
-        quarantined = value.is_in(ids.quarantined.implode())
+        status = typed.select(
+            ROW,
+            value.is_not_null().alias("named"),
+            value.is_in(accepted).alias("accepted"),
+            value.is_in(quarantined).alias("quarantined"),
+        )
+        orphan = pl.col("named") & ~pl.col("accepted") & ~pl.col("quarantined")
         failures.append(
-            typed.filter(value.is_not_null() & ~accepted & ~quarantined).select(
+            status.filter(orphan).select(
                 ROW,
                 pl.lit(ref.column).alias("column"),
                 pl.lit(f"references no known {ref.table}").alias("check"),
             )
         )
-        kept[ref.column] = typed.select((~accepted & quarantined).sum()).item()
+        kept[ref.column] = status.select(~pl.col("accepted") & pl.col("quarantined")).sum().item()
     return pl.concat([_NO_FAILURES, *failures]), kept
 
 
