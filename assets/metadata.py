@@ -20,24 +20,48 @@ def table_metadata(
 ) -> dict[str, Any]:
     """Version, row count, schema and a preview (``preview`` when raw rows must not be shown)."""
     shown = frame.head(PREVIEW_ROWS) if preview is None else preview
-    with pl.Config(
-        tbl_formatting="MARKDOWN", tbl_hide_column_data_types=True, tbl_hide_dataframe_shape=True
-    ):
-        preview_text = str(shown)
     return {
         "delta_version": commit.version,
         "dagster/uri": commit.uri,
         "dagster/table_name": commit.table,
         "dagster/row_count": commit.rows,
         "dagster/column_schema": column_schema(frame.schema),
-        "preview": dg.MetadataValue.md(preview_text),
+        "preview": table_value(shown.to_dicts(), shown.schema),
     }
 
 
 def column_schema(schema: pl.Schema) -> dg.TableSchema:
     return dg.TableSchema(
-        columns=[dg.TableColumn(name, str(dtype)) for name, dtype in schema.items()]
+        columns=[dg.TableColumn(name, type_name(dtype)) for name, dtype in schema.items()]
     )
+
+
+def type_name(dtype: pl.DataType) -> str:
+    """A type as a person reads it: ``timestamp (us, UTC)``, not polars' ``Datetime(...)``."""
+    if isinstance(dtype, pl.Datetime):
+        return f"timestamp ({', '.join(filter(None, (dtype.time_unit, dtype.time_zone)))})"
+    if isinstance(dtype, pl.List):
+        return f"list of {type_name(dtype.inner)}"
+    return str(dtype).lower()
+
+
+def table_value(rows: list[dict[str, Any]], schema: pl.Schema | None = None) -> dg.MetadataValue:
+    """Rows as a table the UI draws: whole columns, no wrapping, lists joined, JSON unescaped."""
+    names = list(schema) if schema is not None else list(dict.fromkeys(k for r in rows for k in r))
+    columns = [
+        dg.TableColumn(name, type_name(schema[name]) if schema is not None else "string")
+        for name in names
+    ]
+    records = [dg.TableRecord({name: _cell(row.get(name)) for name in names}) for row in rows]
+    return dg.MetadataValue.table(records=records, schema=dg.TableSchema(columns=columns))
+
+
+def _cell(value: Any) -> str | int | float | bool | None:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, list):
+        return "; ".join(str(v) for v in value)
+    return str(value)
 
 
 def check_result(
@@ -55,9 +79,13 @@ def check_result(
 
 
 def jsonable(value: Any) -> Any:
-    """Metadata values as JSON: samples hold timestamps and lists."""
+    """Metadata a person reads at a glance: samples as tables, rates rounded, mappings as JSON."""
+    if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+        return table_value(value)
     if isinstance(value, (dict, list)):
         return dg.MetadataValue.json(json.loads(json.dumps(value, default=str)))
+    if isinstance(value, float):
+        return round(value, 4)
     return value
 
 

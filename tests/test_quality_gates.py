@@ -70,7 +70,7 @@ def test_blocking_check_stops_downstream_now_and_later(
         evaluation.metadata["failed_checks"].value["amount: greater_than_or_equal_to(0.01)"]
         >= corrupted
     )
-    sample = evaluation.metadata["sample"].value
+    sample = [record.data for record in evaluation.metadata["sample"].value.records]
     assert sample and all(
         "amount: greater_than_or_equal_to(0.01)" in row["failed_checks"] for row in sample
     )
