@@ -94,12 +94,14 @@ def build_bronze_asset(spec: TableSpec) -> dg.AssetsDefinition:
             dg.AssetCheckSpec(
                 "schema_drift",
                 asset=key,
+                partitions_def=DAILY,
                 description="Landing files match the contract: no added, removed, renamed or "
                 "retyped columns. Drifted columns are kept in bronze, never dropped.",
             ),
             dg.AssetCheckSpec(
                 "landing_files",
                 asset=key,
+                partitions_def=DAILY,
                 description="Every landed file was read whole: none quarantined as unreadable, "
                 "no broken line. Lists the files ingested and quarantined.",
             ),

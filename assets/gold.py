@@ -54,17 +54,23 @@ COLUMN_LINEAGE = dg.TableColumnLineage(
     ],
     check_specs=[
         dg.AssetCheckSpec(
-            "row_count", asset=KEY, blocking=True, description="One gold row per silver row."
+            "row_count",
+            asset=KEY,
+            partitions_def=DAILY,
+            blocking=True,
+            description="One gold row per silver row.",
         ),
         dg.AssetCheckSpec(
             "point_in_time",
             asset=KEY,
+            partitions_def=DAILY,
             blocking=True,
             description="No future profile version and no label known before the transaction.",
         ),
         dg.AssetCheckSpec(
             "profile_match_rate",
             asset=KEY,
+            partitions_def=DAILY,
             description=f"At least {MIN_PROFILE_MATCH_RATE:.1%} of rows have a profile.",
         ),
     ],

@@ -141,7 +141,9 @@ def build_silver_assets(spec: TableSpec) -> dg.AssetsDefinition:
             ),
         ],
         check_specs=[
-            dg.AssetCheckSpec(check, asset=key, description=text, blocking=blocking)
+            dg.AssetCheckSpec(
+                check, asset=key, description=text, blocking=blocking, partitions_def=DAILY
+            )
             for check, (text, blocking) in checks.items()
         ],
     )

@@ -81,6 +81,17 @@ def test_blocking_check_stops_downstream_now_and_later(
     gold_days = lakehouse.scan("gold/labeled_transactions").select("_partition_date").collect()
     assert set(gold_days["_partition_date"]) == {good_day}
 
+    # Checks are kept per day: a later success of another day does not hide this failure.
+    assert materialize_alone(
+        defs, instance, dg.AssetKey(["silver", "transactions"]), good_day
+    ).success
+    check = dg.AssetCheckKey(dg.AssetKey(["silver", "transactions"]), "quarantine_rate")
+    latest = {
+        info.partition_key: info.latest_execution_status.value
+        for info in instance.event_log_storage.get_asset_check_partition_info([check])
+    }
+    assert latest == {good_day: "SUCCEEDED", bad_day: "FAILED"}
+
     # A later run (the nightly relabelling, a click in the UI) must not read the failed day either.
     relabel = run_day(good_day, "relabel_gold")
     assert not relabel.success
