@@ -31,27 +31,6 @@ GOLD_COLUMNS: dict[str, list[tuple[str, str]]] = {
 """Each gold column and the silver (table, column) pairs it is derived from."""
 
 
-def as_of(
-    events: pl.LazyFrame,
-    versions: pl.LazyFrame,
-    *,
-    by: str,
-    event_time: str,
-    valid_from: str,
-) -> pl.LazyFrame:
-    """Attach to each event the latest version of its entity with ``valid_from <= event_time``.
-
-    Events keep their order and count; an event before the entity's first version gets nulls.
-    """
-    return (
-        events.with_row_index("_event_order")
-        .sort(event_time)
-        .pipe(_backward, versions, by=by, event_time=event_time, valid_from=valid_from)
-        .sort("_event_order")
-        .drop("_event_order")
-    )
-
-
 def _backward(
     sorted_events: pl.LazyFrame,
     versions: pl.LazyFrame,
@@ -60,7 +39,8 @@ def _backward(
     event_time: str,
     valid_from: str,
 ) -> pl.LazyFrame:
-    """The as-of join of ``as_of`` for events already sorted by ``event_time``."""
+    """Attach to each event, already sorted by ``event_time``, the latest version of its entity
+    with ``valid_from <= event_time``; an event before the entity's first version gets nulls."""
     return sorted_events.join_asof(
         versions.sort(valid_from),
         left_on=event_time,
@@ -112,7 +92,7 @@ def label_transactions(
         .collect()  # read once: the events and their as-of matches are put side by side below
         .lazy()
     )
-    # The two as-of joins of ``as_of`` on just the columns they need: sorted by event time once
+    # The two as-of joins on just the columns they need: sorted by event time once
     # and back once, then the matched attributes are put next to the events.
     attributes = (
         events.select("event_time", "customer_id", "merchant_id")

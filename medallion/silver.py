@@ -72,10 +72,11 @@ def named(bronze: pl.DataFrame, spec: TableSpec, column: str) -> pl.Series:
 
 
 def _parse(raw: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    text = raw.str.strip_chars()
-    if dtype == TIMESTAMP:
-        return pl.coalesce(_to_timestamp(text, fmt) for fmt in TIMESTAMP_FORMATS)
-    return text.cast(dtype, strict=False)
+    """A non-timestamp column from its text, null where it does not parse.
+
+    Timestamps try several formats, which ``_parse_timestamps`` does only where needed.
+    """
+    return raw.str.strip_chars().cast(dtype, strict=False)
 
 
 def _to_timestamp(text: pl.Expr, fmt: str) -> pl.Expr:
@@ -84,10 +85,10 @@ def _to_timestamp(text: pl.Expr, fmt: str) -> pl.Expr:
 
 
 def _parse_timestamps(typed: pl.DataFrame, raw: pl.DataFrame, spec: TableSpec) -> pl.DataFrame:
-    """Timestamp columns parsed as ``_parse`` does, trying a later format only where needed.
+    """Timestamp columns parsed by the first format that fits, trying a later one only where needed.
 
-    ``_parse`` coalesces every format over the whole column; nearly every value matches the
-    first one, so each later format runs only on the values still unparsed. Same result.
+    Coalescing every format over the whole column gives the same result, but nearly every value
+    matches the first one, so each later format runs only on the values still unparsed.
     """
     first, *others = TIMESTAMP_FORMATS
     names = [c.name for c in spec.columns if c.dtype == TIMESTAMP]
