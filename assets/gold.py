@@ -12,7 +12,7 @@ from assets.conventions import DAILY, DAILY_BY_6AM, EVERY_EARLIER_DAY, OWNERS
 from assets.metadata import check_result, publish, table_metadata
 from assets.readiness import require_ready_inputs
 from assets.silver import silver_key
-from medallion.gold import GOLD_COLUMNS, label_transactions
+from medallion.gold import GOLD_COLUMNS, GOLD_DESCRIPTIONS, label_transactions
 from medallion.quality import Outcome, point_in_time, profile_match_rate
 from resources import Lakehouse
 from resources.lakehouse import PARTITION_COLUMN
@@ -21,6 +21,14 @@ KEY = dg.AssetKey(["gold", "labeled_transactions"])
 LABEL_DELAY_DAYS = 45
 MIN_PROFILE_MATCH_RATE = 0.99
 GOLD_INPUTS = ("transactions", "customers", "merchants", "chargebacks")
+
+DESCRIPTIONS = {
+    column: f"{GOLD_DESCRIPTIONS[column]} From "
+    + ", ".join(f"silver/{table}.{source}" for table, source in sources)
+    + "."
+    for column, sources in GOLD_COLUMNS.items()
+}
+"""Each column's meaning and its lineage in words: the open-source UI does not draw lineage."""
 
 COLUMN_LINEAGE = dg.TableColumnLineage(
     deps_by_column={
@@ -94,7 +102,7 @@ def labeled_transactions(context: dg.AssetExecutionContext, lakehouse: Lakehouse
         commit = lakehouse.write_partition("gold/labeled_transactions", gold, day)
         return dg.MaterializeResult(
             metadata={
-                **table_metadata(commit, gold),
+                **table_metadata(commit, gold, descriptions=DESCRIPTIONS),
                 "dagster/column_lineage": COLUMN_LINEAGE,
                 "input_versions": {f"silver/{t}": v for t, v in inputs.items()},
                 "fraud_labels": int(gold["is_fraud"].sum()),

@@ -16,7 +16,11 @@ PREVIEW_ROWS = 5
 
 
 def table_metadata(
-    commit: Commit, frame: pl.DataFrame, *, preview: pl.DataFrame | None = None
+    commit: Commit,
+    frame: pl.DataFrame,
+    *,
+    preview: pl.DataFrame | None = None,
+    descriptions: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Version, row count, schema and a preview (``preview`` when raw rows must not be shown)."""
     shown = frame.head(PREVIEW_ROWS) if preview is None else preview
@@ -25,14 +29,18 @@ def table_metadata(
         "dagster/uri": commit.uri,
         "dagster/table_name": commit.table,
         "dagster/row_count": commit.rows,
-        "dagster/column_schema": column_schema(frame.schema),
+        "dagster/column_schema": column_schema(frame.schema, descriptions),
         "preview": table_value(shown.to_dicts(), shown.schema),
     }
 
 
-def column_schema(schema: pl.Schema) -> dg.TableSchema:
+def column_schema(schema: pl.Schema, descriptions: dict[str, str] | None = None) -> dg.TableSchema:
+    descriptions = descriptions or {}
     return dg.TableSchema(
-        columns=[dg.TableColumn(name, type_name(dtype)) for name, dtype in schema.items()]
+        columns=[
+            dg.TableColumn(name, type_name(dtype), description=descriptions.get(name))
+            for name, dtype in schema.items()
+        ]
     )
 
 

@@ -17,7 +17,7 @@ from assets.metadata import table_metadata
 from assets.readiness import require_ready_inputs
 from feature_store.offline import build_feature_rows, latest_per_entity
 from feature_store.online import OnlineStoreResource
-from feature_store.views import EVENT_TIMESTAMP, FeatureView, Window
+from feature_store.views import CREATED_TIMESTAMP, EVENT_TIMESTAMP, FeatureView, Window
 from resources import Lakehouse
 from resources.lakehouse import PARTITION_COLUMN
 
@@ -84,13 +84,22 @@ def feature_view_asset(view: FeatureView) -> dg.AssetsDefinition:
         commit = lakehouse.write_partition(view.table, rows, context.partition_key)
         return dg.MaterializeResult(
             metadata={
-                **table_metadata(commit, rows),
+                **table_metadata(commit, rows, descriptions=column_descriptions(view)),
                 "source_version": lakehouse.version(source_table),
                 "entities": rows[view.entity.join_key].n_unique(),
             }
         )
 
     return feature_table
+
+
+def column_descriptions(view: FeatureView) -> dict[str, str]:
+    return {
+        view.entity.join_key: view.entity.description or f"The {view.entity.name}.",
+        EVENT_TIMESTAMP: "When these values became current.",
+        CREATED_TIMESTAMP: "When this row was computed; breaks ties between equal event times.",
+        **{f.name: f.description for f in view.features},
+    }
 
 
 def online_store_asset(views: Mapping[str, FeatureView]) -> dg.AssetsDefinition:

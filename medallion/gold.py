@@ -30,6 +30,29 @@ GOLD_COLUMNS: dict[str, list[tuple[str, str]]] = {
 }
 """Each gold column and the silver (table, column) pairs it is derived from."""
 
+GOLD_DESCRIPTIONS: dict[str, str] = {
+    "transaction_id": "Transaction identifier.",
+    "event_time": "Authorisation time (UTC).",
+    "customer_id": "Paying customer.",
+    "merchant_id": "Receiving merchant.",
+    "amount": "Amount in EUR.",
+    "channel": "pos, online or contactless.",
+    "device": "mobile, desktop or terminal; may be null.",
+    "customer_country": "Customer's home country as of the transaction.",
+    "customer_segment": "Customer segment as of the transaction.",
+    "customer_age_band": "Customer age band as of the transaction.",
+    "customer_profile_valid_from": "Since when the profile version used was valid; null when "
+    "the customer had no profile yet.",
+    "merchant_category": "Merchant category.",
+    "merchant_country": "Merchant country.",
+    "is_foreign": "Merchant country differs from the customer's home country.",
+    "is_fraud": "A fraud chargeback was filed against the transaction (so far).",
+    "chargeback_reason": "Reason code of the first chargeback filed, null if none.",
+    "label_known_at": "When the first chargeback became known: train only on labels known by "
+    "a cutoff.",
+}
+"""What each gold column means, shown with its lineage in the catalog."""
+
 
 def _backward(
     sorted_events: pl.LazyFrame,

@@ -188,3 +188,27 @@ def test_labels_only_from_known_chargebacks(pipeline: Pipeline) -> None:
     )
     assert (labelled["label_known_at"] > labelled["event_time"]).all()
     assert gold.filter(pl.col("is_fraud"))["chargeback_reason"].eq("fraud").all()
+
+
+def test_gold_and_feature_columns_read_in_the_catalog(pipeline: Pipeline) -> None:
+    """Every column says what it is (gold: and where it came from) in a type a person reads."""
+    result = pipeline.results[days_of(SMALL)[-1]]
+    for key in (["gold", "labeled_transactions"], ["features", "customer_activity"]):
+        event = next(
+            e for e in result.get_asset_materialization_events() if e.asset_key.path == key
+        )
+        columns = event.materialization.metadata["dagster/column_schema"].value.columns
+        assert all(c.description for c in columns), key
+        assert not any("time_unit" in c.type for c in columns), key
+    gold = next(
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path == ["gold", "labeled_transactions"]
+    )
+    described = {
+        c.name: c.description
+        for c in gold.materialization.metadata["dagster/column_schema"].value.columns
+    }
+    assert described["is_foreign"].endswith(
+        "From silver/customers.country, silver/merchants.country."
+    )
