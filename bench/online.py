@@ -9,8 +9,9 @@ lookups, three ways on the same data and the same requests:
 It prints one JSON line per (backend, mode).
 
 Feast is not a project dependency: it runs from a separate venv, through this same script in
-``--feast-only`` mode, and first checks that it returns exactly our values for a sample. Setup:
-    python3 -m venv .venv-bench && .venv-bench/bin/pip install feast==0.67.0 polars redis
+``--feast-only`` mode, and first checks that it returns exactly our values for a sample. Setup
+(``make bench`` does both; redis-server must be on the PATH):
+    make bench-venv  # .venv-bench with feast[redis]==0.67.0
     .venv/bin/python bench/online.py
 """
 
@@ -295,7 +296,7 @@ def main() -> None:
         feast_side(args.feast_only, args.workdir, args.redis_url)
         return
     if not Path(args.feast_python).exists():
-        sys.exit(f"{args.feast_python} not found: create .venv-bench as the docstring says")
+        sys.exit(f"{args.feast_python} not found: create .venv-bench with `make bench-venv`")
     with tempfile.TemporaryDirectory(prefix="bench-online-") as tmp:
         workdir = Path(tmp)
         make_data(workdir / "data.parquet", args.entities, args.seed)

@@ -18,8 +18,9 @@ tie rule) to parquet and to a Delta table, and an entity frame of M rows (~1% un
 Feast's file store drops entity rows that have feature rows but none in the ttl window; the
 check compares values on the rows both return, matched by (customer_id, event_timestamp, row id),
 checks that every row Feast dropped is all-null in ours, and checks a sample of ours against a
-brute-force reference. It exits 1 if any of that disagrees. Setup of the Feast venv:
-    python3 -m venv .venv-bench && .venv-bench/bin/pip install feast==0.67.0
+brute-force reference. It exits 1 if any of that disagrees. Setup of the Feast venv (``make bench``
+does it):
+    make bench-venv  # .venv-bench with feast[redis]==0.67.0
 """
 
 from __future__ import annotations
