@@ -27,11 +27,11 @@ def test_every_day_ingests_and_relabels(
     config = with_config(
         seed=seed,
         start=start,
-        days=5,
+        days=4,
         transactions_per_day=400,
         customers=200,
         merchants=30,
-        drift_start_day=3,
+        drift_start_day=2,
     )
     generate(config, Path(settings.landing_uri))
     for job in ("daily_ingest", "relabel_gold"):
