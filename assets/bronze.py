@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 import dagster as dg
 import polars as pl
 
-from assets.conventions import DAILY, DAILY_BY_6AM, OWNERS
-from assets.metadata import PREVIEW_ROWS, check_result, table_metadata
+from factories.conventions import DAILY, DAILY_BY_6AM, OWNERS
+from factories.metadata import PREVIEW_ROWS, check_result, table_metadata
 from medallion.landing import (
     DELIVERED_MARKER,
     LINEAGE_COLUMNS,

@@ -1,7 +1,7 @@
 """The online store, fed by every feature view declared in this package."""
 
 import assets
-from feature_store.dagster_assets import online_store_asset
+from factories.features import online_store_asset
 from feature_store.registry import discover
 
 REGISTRY = discover(assets)

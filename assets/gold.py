@@ -8,10 +8,10 @@ needing an update. Each materialization records the silver table versions it rea
 import dagster as dg
 import polars as pl
 
-from assets.conventions import DAILY, DAILY_BY_6AM, EVERY_EARLIER_DAY, OWNERS
-from assets.metadata import check_result, publish, table_metadata
-from assets.readiness import require_ready_inputs
 from assets.silver import silver_key
+from factories.conventions import DAILY, DAILY_BY_6AM, EVERY_EARLIER_DAY, OWNERS
+from factories.metadata import check_result, publish, table_metadata
+from factories.readiness import require_ready_inputs
 from medallion.gold import GOLD_COLUMNS, GOLD_DESCRIPTIONS, label_transactions
 from medallion.quality import Outcome, point_in_time, profile_match_rate
 from resources import Lakehouse

@@ -14,9 +14,9 @@ import polars as pl
 from dagster_pandera import pandera_schema_to_dagster_type
 
 from assets.bronze import bronze_key
-from assets.conventions import DAILY, EVERY_EARLIER_DAY, OWNERS
-from assets.metadata import check_result, publish, table_metadata
-from assets.readiness import require_ready_inputs
+from factories.conventions import DAILY, EVERY_EARLIER_DAY, OWNERS
+from factories.metadata import check_result, publish, table_metadata
+from factories.readiness import require_ready_inputs
 from medallion import quality
 from medallion.contracts import silver_contract
 from medallion.silver import KnownIds, SilverResult, named, to_silver

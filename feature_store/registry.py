@@ -1,11 +1,12 @@
 """The feature registry: every view and request feature declared in a package, found by looking.
 
 Declaring a view in a module of ``assets/`` is all it takes to register it; nothing keeps a list.
-``python -m feature_store.registry`` prints the catalog.
+``python -m feature_store.registry [package]`` prints the catalog (``assets`` by default).
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import pkgutil
 from dataclasses import dataclass
@@ -70,11 +71,13 @@ def discover(package: ModuleType) -> Registry:
     return Registry(views=views, request_features=requests)
 
 
-def main() -> None:
-    import assets
-
+def main(argv: list[str] | None = None) -> None:
+    """Print the catalog of the declarations package named on the command line."""
+    parser = argparse.ArgumentParser(description="Print every declared feature.")
+    parser.add_argument("package", nargs="?", default="assets", help="declarations package")
+    package = importlib.import_module(parser.parse_args(argv).package)
     with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=60, tbl_width_chars=200):
-        print(discover(assets).listing())
+        print(discover(package).listing())
 
 
 if __name__ == "__main__":

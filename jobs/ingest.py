@@ -2,10 +2,10 @@
 
 import dagster as dg
 
-from assets.conventions import DAILY
 from assets.gold import KEY as GOLD_KEY
 from assets.gold import LABEL_DELAY_DAYS, labeled_transactions
-from assets.readiness import unready_inputs
+from factories.conventions import DAILY
+from factories.readiness import unready_inputs
 
 daily_ingest = dg.define_asset_job(
     "daily_ingest",

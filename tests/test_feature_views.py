@@ -124,7 +124,7 @@ from datetime import timedelta
 
 import polars as pl
 
-from feature_store.dagster_assets import feature_view_asset
+from factories.features import feature_view_asset
 from feature_store.entities import CUSTOMER
 from feature_store.views import EVENT_TIMESTAMP, Feature, FeatureView
 

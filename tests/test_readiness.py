@@ -9,7 +9,7 @@ import dagster as dg
 
 from assets.features_customer_activity import customer_activity_asset
 from assets.gold import labeled_transactions
-from assets.readiness import unready_inputs
+from factories.readiness import unready_inputs
 
 GOLD = dg.AssetKey(["gold", "labeled_transactions"])
 CHARGEBACKS = dg.AssetKey(["silver", "chargebacks"])

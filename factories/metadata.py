@@ -104,7 +104,7 @@ def publish(
 
     The checks run on the frame in memory. When a blocking one fails, its results are still
     reported, nothing is written and the step fails naming the checks, so the partition shows
-    as failed and no later run reads it (see ``assets.readiness``).
+    as failed and no later run reads it (see ``factories.readiness``).
     """
     blocked = [c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
     if blocked:

@@ -5,7 +5,7 @@ a backfill, a click in the UI) would read a partition whose gate failed, or one 
 arrived, and publish a complete-looking result over the gap. So every asset asks first: each
 upstream partition its dependency maps to must be materialized, and its latest attempt must
 have succeeded. Assets never publish a partition that fails a blocking check (see
-``assets.metadata.refuse_if_blocked``), so a failed gate shows here as a failed partition.
+``factories.metadata.publish``), so a failed gate shows here as a failed partition.
 
 Which partitions count: of those the dependency's partition mapping names (the mapping drops
 days before the pipeline's start date), the ones between the upstream's first attempted day and

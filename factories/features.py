@@ -1,6 +1,6 @@
 """Turns feature view declarations into Dagster assets: the offline tables and the online store.
 
-This is the engine side: a data scientist never edits it. Each view becomes a daily partitioned
+A platform engineer's side: a data scientist never edits it. Each view becomes a daily partitioned
 asset over its source with the history its windows need, carries its whole declaration as
 metadata (the registry a person browses in the UI), and its freshness SLA as a freshness policy.
 """
@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import polars as pl
 
-from assets.conventions import DAILY
-from assets.metadata import table_metadata
-from assets.readiness import require_ready_inputs
+from factories.conventions import DAILY
+from factories.metadata import table_metadata
+from factories.readiness import require_ready_inputs
 from feature_store.offline import build_feature_rows, latest_per_entity
 from feature_store.online import OnlineStoreResource
 from feature_store.views import CREATED_TIMESTAMP, EVENT_TIMESTAMP, FeatureView, Window
