@@ -211,7 +211,7 @@ def bench_backend(backend: str, url: str, workdir: Path, feast_python: str) -> l
     import polars as pl
 
     sys.path.insert(0, str(ROOT))
-    from feature_store import open_online_store
+    from feature_store.online import open_online_store
 
     requests = json.loads((workdir / "requests.json").read_text())
     store = open_online_store(url)

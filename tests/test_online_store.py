@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 from pytest_redis import factories
 
-from feature_store import OnlineStore, OnlineStoreResource, open_online_store
+from feature_store.online import OnlineStore, OnlineStoreResource, open_online_store
 
 redis_proc = factories.redis_proc(executable="/usr/bin/redis-server", port=None)
 redisdb = factories.redisdb("redis_proc")
