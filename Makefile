@@ -5,7 +5,7 @@ export PLATFORM_HOME ?= $(CURDIR)/.platform
 export DAGSTER_HOME ?= $(PLATFORM_HOME)/dagster_home
 DEMO_ARGS ?=
 
-.PHONY: install demo dev test lint bench bench-venv features
+.PHONY: install demo dev test lint bench bench-venv catalog
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -19,11 +19,19 @@ install: $(VENV)/.installed
 
 # Local secrets (the pseudonymization key), generated once inside the git-ignored platform home.
 SECRETS := $(PLATFORM_HOME)/secrets.env
-WITH_SECRETS := set -a && . $(SECRETS) && set +a &&
+# The local calendar: the first daily partition is the demo's first day, fixed when the platform
+# home is first set up, so the UI counts the demo's days and nothing before them.
+DEMO_DAYS ?= 14
+CALENDAR := $(PLATFORM_HOME)/calendar.env
+WITH_SETTINGS := set -a && . $(SECRETS) && . $(CALENDAR) && set +a &&
 
 $(SECRETS):
 	mkdir -p $(DAGSTER_HOME)
 	python3 -c 'import secrets; print("PSEUDONYMIZATION_KEY=" + secrets.token_hex(32))' > $@
+
+$(CALENDAR):
+	mkdir -p $(PLATFORM_HOME)
+	echo "PIPELINE_START_DATE=$$(date -u -d '-$(DEMO_DAYS) days' +%F)" > $@
 
 # The Dagster instance configuration (run monitoring), copied again whenever the template changes.
 DAGSTER_YAML := $(DAGSTER_HOME)/dagster.yaml
@@ -32,17 +40,17 @@ $(DAGSTER_YAML): deploy/local/dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp $< $@
 
-demo: install $(SECRETS) $(DAGSTER_YAML)
-	$(WITH_SECRETS) $(PY) demo.py $(DEMO_ARGS)
+demo: install $(SECRETS) $(CALENDAR) $(DAGSTER_YAML)
+	$(WITH_SETTINGS) $(PY) demo.py --days $(DEMO_DAYS) $(DEMO_ARGS)
 
-dev: install $(SECRETS) $(DAGSTER_YAML)
-	$(WITH_SECRETS) $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3001
+dev: install $(SECRETS) $(CALENDAR) $(DAGSTER_YAML)
+	$(WITH_SETTINGS) $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3001
 
 test: install
 	$(VENV)/bin/pytest -q
 
-features: install
-	$(PY) -m feature_store.registry
+catalog: install
+	$(PY) -m registry
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -1,23 +1,38 @@
-"""The one Definitions object: everything in assets/, jobs/ and sensors/ plus the resources.
+"""The one Definitions object: every declaration in assets/, made into assets by the factories,
+the jobs and schedules over them, and the resources of this deployment.
 
-A new module in any of those packages is picked up here without editing anything.
+Settings are read from the environment once, when Dagster loads the code location (not at
+import), and passed down: the partition calendar starts at ``PIPELINE_START_DATE``.
 """
+
+from __future__ import annotations
 
 import dagster as dg
 
-import assets
-import jobs
-import sensors
+from factories import build_assets
+from factories.policies import daily_partitions
+from jobs.ingest import daily_ingest, relabel_gold
+from registry import discover
 from resources import Settings, build_resources
 
 
-def build_definitions(settings: Settings | None = None) -> dg.Definitions:
-    return dg.Definitions.merge(
-        dg.load_definitions_from_package_module(assets),
-        dg.load_definitions_from_package_module(jobs),
-        dg.load_definitions_from_package_module(sensors),
-        dg.Definitions(resources=build_resources(settings)),
+def build_definitions(settings: Settings, declarations: str = "assets") -> dg.Definitions:
+    registry = discover(declarations)
+    daily = daily_partitions(settings.partition_start)
+    assets = build_assets(registry, daily)
+    by_key = {key: a for a in assets for key in a.keys}
+    ingest, ingest_schedule = daily_ingest()
+    jobs, schedules = [ingest], [ingest_schedule]
+    late = [t for t in registry.derived.values() if any(i.days.after for i in t.inputs.values())]
+    if late:
+        relabel, relabel_schedule = relabel_gold(late, by_key)
+        jobs.append(relabel)
+        schedules.append(relabel_schedule)
+    return dg.Definitions(
+        assets=assets, jobs=jobs, schedules=schedules, resources=build_resources(settings)
     )
 
 
-defs = build_definitions()
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions(Settings.from_env())

@@ -12,20 +12,19 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import polars as pl
 
-from factories.conventions import DAILY
-from factories.metadata import table_metadata
+from factories.policies import day_mapping
 from factories.readiness import require_ready_inputs
-from feature_store.offline import build_feature_rows, latest_per_entity
+from feature_store.offline import build_feature_rows, push_latest
 from feature_store.online import OnlineStoreResource
-from feature_store.views import CREATED_TIMESTAMP, EVENT_TIMESTAMP, FeatureView, Window
-from resources import Lakehouse
-from resources.lakehouse import PARTITION_COLUMN
+from feature_store.views import CREATED_TIMESTAMP, EVENT_TIMESTAMP, EventWindow, FeatureView
+from medallion.derived import Days
+from resources.lakehouse_io import asset_key
 
 GROUP = "features"
 
 
 def view_key(view: FeatureView) -> dg.AssetKey:
-    return dg.AssetKey(["features", view.name])
+    return asset_key(view.table)
 
 
 def registry_metadata(view: FeatureView) -> dict[str, object]:
@@ -43,54 +42,50 @@ def registry_metadata(view: FeatureView) -> dict[str, object]:
     }
 
 
-def feature_view_asset(view: FeatureView) -> dg.AssetsDefinition:
-    key = view_key(view)
-    source = dg.AssetKey(list(view.source))
+def feature_view_asset(
+    view: FeatureView, daily: dg.DailyPartitionsDefinition
+) -> dg.AssetsDefinition:
     lookback_days = math.ceil(view.lookback / timedelta(days=1))
 
     @dg.asset(
-        key=key,
-        partitions_def=DAILY,
+        key=view_key(view),
+        partitions_def=daily,
         group_name=GROUP,
         owners=[view.owner],
         kinds={"polars", "delta"},
         description=view.description,
-        metadata=registry_metadata(view),
+        metadata={**registry_metadata(view), "dagster/column_schema": declared_schema(view)},
         tags={"feature_view": view.name, **view.tags},
         freshness_policy=dg.FreshnessPolicy.time_window(fail_window=view.freshness_sla),
-        deps=[
-            dg.AssetDep(
-                source,
-                partition_mapping=dg.TimeWindowPartitionMapping(
-                    start_offset=-lookback_days, allow_nonexistent_upstream_partitions=True
-                ),
+        ins={
+            "source": dg.AssetIn(
+                asset_key("/".join(view.source)),
+                partition_mapping=day_mapping(Days(before=lookback_days)),
             )
-        ],
+        },
     )
-    def feature_table(context: dg.AssetExecutionContext, lakehouse: Lakehouse):
+    def feature_table(context: dg.AssetExecutionContext, source: pl.LazyFrame) -> pl.DataFrame:
         require_ready_inputs(context)
         window = context.partition_time_window
-        days = [
-            (window.start - timedelta(days=offset)).date().isoformat()
-            for offset in range(lookback_days + 1)
-        ]
-        source_table = "/".join(view.source)
         rows = build_feature_rows(
             view,
-            lakehouse.scan(source_table).filter(pl.col(PARTITION_COLUMN).is_in(days)),
-            Window(window.start.replace(tzinfo=None), window.end.replace(tzinfo=None)),
+            source,
+            EventWindow(window.start.replace(tzinfo=None), window.end.replace(tzinfo=None)),
             created_at=datetime.now(UTC).replace(tzinfo=None),
         )
-        commit = lakehouse.write_partition(view.table, rows, context.partition_key)
-        return dg.MaterializeResult(
-            metadata={
-                **table_metadata(commit, rows, descriptions=column_descriptions(view)),
-                "source_version": lakehouse.version(source_table),
-                "entities": rows[view.entity.join_key].n_unique(),
-            }
-        )
+        context.add_output_metadata({"entities": rows[view.entity.join_key].n_unique()})
+        return rows
 
     return feature_table
+
+
+def declared_schema(view: FeatureView) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name, "", description=text)
+            for name, text in column_descriptions(view).items()
+        ]
+    )
 
 
 def column_descriptions(view: FeatureView) -> dict[str, str]:
@@ -102,33 +97,32 @@ def column_descriptions(view: FeatureView) -> dict[str, str]:
     }
 
 
-def online_store_asset(views: Mapping[str, FeatureView]) -> dg.AssetsDefinition:
+def online_store_asset(
+    views: Mapping[str, FeatureView], daily: dg.DailyPartitionsDefinition
+) -> dg.AssetsDefinition:
     """After each offline partition, push the newest row of every entity to the online store."""
 
     @dg.asset(
         key=dg.AssetKey(["features", "online"]),
-        partitions_def=DAILY,
+        partitions_def=daily,
         group_name=GROUP,
         owners=["team:data-platform"],
         kinds={"polars", "sqlite", "redis"},
         description="Latest feature values per entity for serving, updated incrementally after "
         "each offline partition; a row never replaces a newer one.",
-        deps=[view_key(v) for v in views.values()],
+        ins={name: dg.AssetIn(view_key(view)) for name, view in views.items()},
     )
     def online(
-        context: dg.AssetExecutionContext, lakehouse: Lakehouse, online_store: OnlineStoreResource
-    ):
+        context: dg.AssetExecutionContext,
+        online_store: OnlineStoreResource,
+        **offline: pl.LazyFrame,
+    ) -> dg.MaterializeResult:
         require_ready_inputs(context)
-        written = {}
         with online_store.open() as store:
-            for view in views.values():
-                rows = lakehouse.scan(view.table, partitions=[context.partition_key]).collect()
-                latest = latest_per_entity(rows, view.entity.join_key).select(
-                    view.entity.join_key, EVENT_TIMESTAMP, *view.schema
-                )
-                written[view.name] = store.write(
-                    view.name, latest, entity_key=view.entity.join_key, timestamp=EVENT_TIMESTAMP
-                )
+            written = {
+                name: push_latest(store, view, offline[name].collect())
+                for name, view in views.items()
+            }
         return dg.MaterializeResult(
             metadata={"entities_written": written, "store": online_store.url.split("://")[0]}
         )

@@ -7,11 +7,12 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
+from feature_store.online.base import OnlineStore
 from feature_store.views import (
     CREATED_TIMESTAMP,
     EVENT_TIMESTAMP,
+    EventWindow,
     FeatureView,
-    Window,
     group_references,
 )
 
@@ -163,7 +164,7 @@ def get_historical_features(
 
 
 def build_feature_rows(
-    view: FeatureView, source: pl.LazyFrame, window: Window, created_at: datetime
+    view: FeatureView, source: pl.LazyFrame, window: EventWindow, created_at: datetime
 ) -> pl.DataFrame:
     """One offline partition of ``view``: its transform, cut to the window, typed as declared.
 
@@ -206,3 +207,13 @@ def latest_per_entity(rows: pl.DataFrame, join_key: str) -> pl.DataFrame:
     """The newest row of each entity (ties: the last created): what the online store holds."""
     order = [EVENT_TIMESTAMP] + ([CREATED_TIMESTAMP] if CREATED_TIMESTAMP in rows.columns else [])
     return rows.sort(order).unique(join_key, keep="last", maintain_order=True)
+
+
+def push_latest(store: OnlineStore, view: FeatureView, rows: pl.DataFrame) -> int:
+    """Write the newest row of each entity of an offline partition to the online store."""
+    latest = latest_per_entity(rows, view.entity.join_key).select(
+        view.entity.join_key, EVENT_TIMESTAMP, *view.schema
+    )
+    return store.write(
+        view.name, latest, entity_key=view.entity.join_key, timestamp=EVENT_TIMESTAMP
+    )

@@ -16,14 +16,14 @@ import polars as pl
 
 
 @dataclass(frozen=True)
-class Window:
+class EventWindow:
     """The span of event times one offline partition covers: ``start <= t < end``."""
 
     start: datetime
     end: datetime
 
 
-Transform = Callable[[pl.LazyFrame, Window], pl.LazyFrame]
+Transform = Callable[[pl.LazyFrame, EventWindow], pl.LazyFrame]
 
 EVENT_TIMESTAMP = "event_timestamp"
 CREATED_TIMESTAMP = "created_timestamp"

@@ -1,1 +1,1 @@
-"""Asset jobs and schedules. Every module here is loaded by definitions.py."""
+"""Asset jobs and their schedules, built by definitions.py from the assets the factories made."""

@@ -1,7 +1,7 @@
 """Data contracts for silver tables, written with pandera's polars backend.
 
-Column names, types and nullability come from the landing contract in ``medallion.tables``;
-this module adds the value rules. Rows breaking any rule are quarantined with the rule's name.
+Column names, types, nullability and value rules come from the source table declaration; this
+module only turns them into pandera. Rows breaking any rule are quarantined with the rule's name.
 """
 
 from __future__ import annotations
@@ -10,46 +10,20 @@ import pandera.polars as pa
 import polars as pl
 
 from medallion.pseudonymize import PSEUDONYM_SUFFIX
-from medallion.tables import (
-    AGE_BANDS,
-    CATEGORIES,
-    CHANNELS,
-    COUNTRIES,
-    CURRENCIES,
-    DEVICES,
-    MAX_AMOUNT,
-    MIN_AMOUNT,
-    REASON_CODES,
-    SEGMENTS,
-    Column,
-    TableSpec,
-)
+from medallion.sources import Column, SourceTable
 
-_AMOUNT = [pa.Check.ge(MIN_AMOUNT), pa.Check.le(MAX_AMOUNT)]
 
-VALUE_RULES: dict[str, dict[str, list[pa.Check]]] = {
-    "customers": {
-        "country": [pa.Check.isin(COUNTRIES)],
-        "segment": [pa.Check.isin(SEGMENTS)],
-        "age_band": [pa.Check.isin(AGE_BANDS)],
-        "email": [pa.Check.str_contains("@")],
-        "card_number": [pa.Check.str_matches(r"^\d{12,19}$")],
-    },
-    "merchants": {
-        "category": [pa.Check.isin(CATEGORIES)],
-        "country": [pa.Check.isin(COUNTRIES)],
-    },
-    "transactions": {
-        "amount": _AMOUNT,
-        "currency": [pa.Check.isin(CURRENCIES)],
-        "channel": [pa.Check.isin(CHANNELS)],
-        "device": [pa.Check.isin(DEVICES)],
-    },
-    "chargebacks": {
-        "amount": _AMOUNT,
-        "reason_code": [pa.Check.isin(REASON_CODES)],
-    },
-}
+def value_checks(column: Column) -> list[pa.Check]:
+    checks = []
+    if column.allowed:
+        checks.append(pa.Check.isin(column.allowed))
+    if column.minimum is not None:
+        checks.append(pa.Check.ge(column.minimum))
+    if column.maximum is not None:
+        checks.append(pa.Check.le(column.maximum))
+    if column.pattern is not None:
+        checks.append(pa.Check.str_matches(column.pattern))
+    return checks
 
 
 def _column(column: Column, dtype: object, checks: list[pa.Check]) -> pa.Column:
@@ -58,21 +32,19 @@ def _column(column: Column, dtype: object, checks: list[pa.Check]) -> pa.Column:
     )
 
 
-def landing_contract(spec: TableSpec) -> pa.DataFrameSchema:
+def landing_contract(spec: SourceTable) -> pa.DataFrameSchema:
     """Rules for typed rows before PII is pseudonymized; failures go to quarantine."""
-    rules = VALUE_RULES[spec.name]
-    columns = {c.name: _column(c, c.dtype, rules.get(c.name, [])) for c in spec.columns}
+    columns = {c.name: _column(c, c.dtype, value_checks(c)) for c in spec.columns}
     return pa.DataFrameSchema(columns, name=spec.name, strict=False)
 
 
-def silver_contract(spec: TableSpec) -> pa.DataFrameSchema:
+def silver_contract(spec: SourceTable) -> pa.DataFrameSchema:
     """The shape of the silver table: landing rules, PII only as pseudonyms, unique keys."""
-    rules = VALUE_RULES[spec.name]
     pseudonym = [pa.Check.str_matches(r"^[0-9a-f]{64}$")]
     columns = {
         c.name + PSEUDONYM_SUFFIX if c.pii else c.name: _column(c, pl.String, pseudonym)
         if c.pii
-        else _column(c, c.dtype, rules.get(c.name, []))
+        else _column(c, c.dtype, value_checks(c))
         for c in spec.columns
     }
     return pa.DataFrameSchema(

@@ -7,6 +7,10 @@ bronze untyped also lets files of every format and every schema version land in 
 One bad file never costs the good ones, and one broken line never costs its file: a record that
 cannot be read becomes a rejected row naming the file and line, an unreadable file becomes one
 rejected row and moves to the landing quarantine. Every landed record is either read or rejected.
+
+The landing root is a local folder or an S3 prefix: every function takes the pyarrow filesystem
+holding it (the local one by default) and paths as that filesystem names them (``bucket/key`` on
+S3), so one code path reads, lists and quarantines in both.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from pathlib import Path
+from pathlib import PurePath, PurePosixPath
 from typing import IO, NoReturn
 
 import polars as pl
+from pyarrow.fs import FileSelector, FileSystem, FileType, LocalFileSystem
 
-from medallion.tables import FORMATS
+from medallion.sources import FORMATS
 
 LINEAGE_COLUMNS = (
     "_source_file",
@@ -40,11 +45,17 @@ its text as received (null for the whole file)."""
 DELIVERED_MARKER = "_SUCCESS"
 """Written by the producer into a day folder once the day is complete, even when it had no rows."""
 
+LOCAL = LocalFileSystem()
+"""The default filesystem: a landing root that is a local folder."""
+
+FsPath = str | PurePath
+"""A landing root or a file under it, as its filesystem names it (a local ``Path`` too)."""
+
 QUARANTINE_FOLDER = "_quarantine"
 """Under the landing root: unreadable files as ``<table>/<day>/<name>``, each with its error in
 ``<name>.error.json``."""
 
-_READERS: dict[str, Callable[[Path | IO[bytes]], pl.DataFrame]] = {
+_READERS: dict[str, Callable[[IO[bytes]], pl.DataFrame]] = {
     "csv": lambda source: pl.read_csv(source, infer_schema=False),
     "parquet": pl.read_parquet,
     "jsonl": lambda source: pl.read_ndjson(source, infer_schema_length=None),
@@ -58,7 +69,9 @@ _READ_ERRORS = (pl.exceptions.PolarsError, pl.exceptions.PanicException)
 class LandingFile:
     """One landing file as read: its readable records and the ones it had to reject."""
 
-    path: Path
+    path: PurePosixPath
+    """Where the file landed, as its filesystem names it: a local path, or ``bucket/key`` on S3.
+    ``relative_path`` turns it into the file's name under the landing root, its lineage."""
     format: str
     schema: pl.Schema
     """The file's own schema, before bronze turns every column into text; empty if unreadable."""
@@ -102,48 +115,66 @@ class _Records:
         self.rejected.append({"_row_number": row_number, "_error": error, "_raw": raw})
 
 
-def _data_files(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.suffix.lstrip(".") in FORMATS)
+def _day_folder(root: FsPath, table: str, day: date, *, quarantine: bool = False) -> PurePosixPath:
+    under = (QUARANTINE_FOLDER,) if quarantine else ()
+    return PurePosixPath(root, *under, table, day.isoformat())
 
 
-def landing_files(landing_root: Path, table: str, day: date) -> list[Path]:
+def _data_files(folder: PurePosixPath, filesystem: FileSystem) -> list[PurePosixPath]:
+    found = filesystem.get_file_info(FileSelector(str(folder), allow_not_found=True))
+    return sorted(
+        PurePosixPath(f.path) for f in found if f.type == FileType.File and f.extension in FORMATS
+    )
+
+
+def relative_path(landing_root: FsPath, path: FsPath) -> str:
+    """``path`` under the landing root, e.g. ``transactions/2024-03-01/part-0.csv``: the name a
+    file keeps in bronze lineage and in the quarantine, wherever the root lies."""
+    return PurePosixPath(path).relative_to(PurePosixPath(landing_root)).as_posix()
+
+
+def landing_files(
+    landing_root: FsPath, table: str, day: date, filesystem: FileSystem = LOCAL
+) -> list[PurePosixPath]:
     """Files waiting in the inbox for ``table`` on ``day``, in a stable order."""
-    return _data_files(landing_root / table / day.isoformat())
+    return _data_files(_day_folder(landing_root, table, day), filesystem)
 
 
-def read_landing_file(path: Path) -> LandingFile:
+def read_landing_file(path: FsPath, filesystem: FileSystem = LOCAL) -> LandingFile:
     """The file's readable records and its rejected ones; never raises for bad content.
 
-    The polars reader runs first; only if it fails are csv and jsonl split line by line, so a
-    broken line is rejected on its own and the other lines are read by polars as usual.
+    The file is read whole into memory, so local and S3 files take the same readers. The polars
+    reader runs first; only if it fails are csv and jsonl split line by line, so a broken line is
+    rejected on its own and the other lines are read by polars as usual.
     """
+    path = PurePosixPath(path)
     fmt = path.suffix.lstrip(".")
     if fmt not in _READERS:
         raise ValueError(f"{path}: unsupported landing format {fmt!r}; expected one of {FORMATS}")
+    with filesystem.open_input_stream(str(path)) as stream:
+        content = stream.read()
     try:
-        return _read(path, fmt)
+        return _read(path, fmt, content)
     except _Unreadable as unreadable:
         return _unreadable_file(path, fmt, str(unreadable))
 
 
-def _read(path: Path, fmt: str) -> LandingFile:
-    if path.stat().st_size == 0:
+def _read(path: PurePosixPath, fmt: str, content: bytes) -> LandingFile:
+    if not content:
         raise _Unreadable(f"{path.name}: empty file: 0 bytes")
     try:
-        frame = _READERS[fmt](path)
+        frame = _READERS[fmt](io.BytesIO(content))
     except _READ_ERRORS as error:
         if fmt not in _SPLITTERS:
             raise _Unreadable(_reader_error(path, fmt, error)) from error
-        return _read_lines(path, fmt)
+        return _read_lines(path, fmt, content)
     row_numbers = pl.int_range(frame.height, dtype=pl.Int64, eager=True)
     return LandingFile(path, fmt, frame.schema, frame, row_numbers)
 
 
-def _read_lines(path: Path, fmt: str) -> LandingFile:
+def _read_lines(path: PurePosixPath, fmt: str, content: bytes) -> LandingFile:
     """Reject the broken records of a line format, then read the rest with polars."""
-    records = _SPLITTERS[fmt](path.name, io.BytesIO(path.read_bytes()).readlines())
+    records = _SPLITTERS[fmt](path.name, io.BytesIO(content).readlines())
     frame = pl.DataFrame()
     if records.head or records.good:
         try:
@@ -165,7 +196,7 @@ def _read_lines(path: Path, fmt: str) -> LandingFile:
     )
 
 
-def _reader_error(path: Path, fmt: str, error: BaseException) -> str:
+def _reader_error(path: PurePosixPath, fmt: str, error: BaseException) -> str:
     lines = str(error).strip().splitlines()
     reason = lines[0] if lines else type(error).__name__
     return f"{path.name}: unreadable {fmt}: {reason}"
@@ -258,7 +289,7 @@ _SPLITTERS: dict[str, Callable[[str, list[bytes]], _Records]] = {
 }
 
 
-def _unreadable_file(path: Path, fmt: str, error: str) -> LandingFile:
+def _unreadable_file(path: PurePosixPath, fmt: str, error: str) -> LandingFile:
     rejected = pl.DataFrame({"_row_number": [None], "_error": [error], "_raw": [None]})
     return LandingFile(
         path,
@@ -301,55 +332,63 @@ def to_bronze(
     return pl.concat([rows, rejected], how="diagonal").sort("_row_number")
 
 
-def _error_record(quarantined: Path) -> Path:
-    return quarantined.with_name(f"{quarantined.name}.error.json")
+def _error_record(quarantined: PurePosixPath) -> str:
+    return str(quarantined.with_name(f"{quarantined.name}.error.json"))
 
 
-def quarantine_file(landing_root: Path, path: Path, error: str) -> Path:
+def quarantine_file(
+    landing_root: FsPath, path: FsPath, error: str, filesystem: FileSystem = LOCAL
+) -> PurePosixPath:
     """Move an unreadable file out of the inbox, with the reader's error beside it.
 
     The file is kept for whoever fixes the feed, and ``quarantined_files`` still accounts for it
     when its day is ingested again. Returns where the file now lies.
     """
-    relative = path.relative_to(landing_root)
-    target = landing_root / QUARANTINE_FOLDER / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
+    relative = relative_path(landing_root, path)
+    target = PurePosixPath(landing_root, QUARANTINE_FOLDER, relative)
+    filesystem.create_dir(str(target.parent), recursive=True)
     record = {
-        "file": relative.as_posix(),
+        "file": relative,
         "error": error,
         "quarantined_at": datetime.now(UTC).isoformat(),
     }
     # The error record first: a quarantined file is never without one.
-    _error_record(target).write_text(json.dumps(record, indent=2) + "\n")
-    path.replace(target)
+    with filesystem.open_output_stream(_error_record(target)) as out:
+        out.write((json.dumps(record, indent=2) + "\n").encode())
+    filesystem.move(str(path), str(target))
     return target
 
 
-def quarantined_files(landing_root: Path, table: str, day: date) -> list[LandingFile]:
+def quarantined_files(
+    landing_root: FsPath, table: str, day: date, filesystem: FileSystem = LOCAL
+) -> list[LandingFile]:
     """The day's quarantined files as unreadable LandingFiles, so a re-run accounts for them.
 
     Each ``path`` is where the file landed, so its bronze lineage is the same on every run. A file
     re-delivered to the inbox under the same name supersedes its quarantined copy. Call this
     before quarantining the unreadable files of the current run, which the run accounts for itself.
     """
-    inbox = {p.name for p in landing_files(landing_root, table, day)}
+    inbox = {p.name for p in landing_files(landing_root, table, day, filesystem)}
     files = []
-    for path in _data_files(landing_root / QUARANTINE_FOLDER / table / day.isoformat()):
+    for path in _data_files(_day_folder(landing_root, table, day, quarantine=True), filesystem):
         if path.name in inbox:
             continue
-        record = json.loads(_error_record(path).read_text())
-        landed = landing_root / record["file"]
+        with filesystem.open_input_stream(_error_record(path)) as stream:
+            record = json.loads(stream.read())
+        landed = PurePosixPath(landing_root, record["file"])
         files.append(_unreadable_file(landed, path.suffix.lstrip("."), record["error"]))
     return files
 
 
-def landing_delivered(landing_root: Path, table: str, day: date) -> bool:
+def landing_delivered(
+    landing_root: FsPath, table: str, day: date, filesystem: FileSystem = LOCAL
+) -> bool:
     """Whether ``table`` has arrived for ``day``: a day without files counts only once the
     producer has written the delivery marker, so a late feed is not mistaken for an empty day."""
-    folder = landing_root / table / day.isoformat()
-    quarantine = landing_root / QUARANTINE_FOLDER / table / day.isoformat()
+    folder = _day_folder(landing_root, table, day)
+    marker = filesystem.get_file_info(str(folder / DELIVERED_MARKER))
     return (
-        (folder / DELIVERED_MARKER).is_file()
-        or bool(_data_files(folder))
-        or bool(_data_files(quarantine))
+        marker.type == FileType.File
+        or bool(_data_files(folder, filesystem))
+        or bool(_data_files(_day_folder(landing_root, table, day, quarantine=True), filesystem))
     )

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 import polars as pl
 
-from medallion.tables import TableSpec
+from medallion.sources import SourceTable
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ def _kind(dtype: pl.DataType) -> str:
     return "text"
 
 
-def detect_schema_drift(spec: TableSpec, schema: pl.Schema, *, typed: bool) -> SchemaDrift:
+def detect_schema_drift(spec: SourceTable, schema: pl.Schema, *, typed: bool) -> SchemaDrift:
     """Added, removed, renamed and retyped columns of one file against ``spec``.
 
     A removed contract column is called renamed when a new column is one of its declared aliases

@@ -21,25 +21,18 @@ from typing import Any, NamedTuple
 import numpy as np
 import polars as pl
 
+from assets.sources._domains import COUNTRIES, MAX_AMOUNT
+from assets.sources.chargebacks import CHARGEBACKS, REASON_CODES
+from assets.sources.customers import AGE_BANDS, CUSTOMERS, SEGMENTS
+from assets.sources.merchants import CATEGORIES, MERCHANTS
+from assets.sources.transactions import CHANNELS, CURRENCIES, DEVICES, TRANSACTIONS
 from medallion.landing import DELIVERED_MARKER
-from medallion.tables import (
-    AGE_BANDS,
-    CATEGORIES,
-    CHANNELS,
-    CHARGEBACKS,
-    COUNTRIES,
-    CURRENCIES,
-    CUSTOMERS,
-    DEVICES,
-    FORMATS,
-    LANDING_TABLES,
-    MAX_AMOUNT,
-    MERCHANTS,
-    REASON_CODES,
-    SEGMENTS,
-    TRANSACTIONS,
-    TableSpec,
-)
+from medallion.sources import FORMATS, SourceTable
+
+TABLES: dict[str, SourceTable] = {
+    spec.name: spec for spec in (CUSTOMERS, MERCHANTS, TRANSACTIONS, CHARGEBACKS)
+}
+"""The tables this generator writes; other declared source tables are none of its business."""
 
 BAD_RECORD_KINDS = ("null_required", "negative_amount", "absurd_amount", "bad_timestamp")
 """Kinds of bad records, as counted in `FileSummary.bad_records`."""
@@ -228,7 +221,7 @@ class GeneratorConfig:
 
     def format_for(self, table: str, day: int) -> str:
         """Rotate formats over days and tables so every reader path gets exercised."""
-        table_index = list(LANDING_TABLES).index(table)
+        table_index = list(TABLES).index(table)
         return self.formats[(day + table_index) % len(self.formats)]
 
     def drifted(self, day: int) -> bool:
@@ -304,7 +297,7 @@ class GenerationSummary:
             "fraud_transactions": self.fraud_transactions,
             "fraud_rate": round(self.fraud_rate, 6),
             "chargebacks_pending": self.chargebacks_pending,
-            "tables": {table: self.table_totals(table) for table in LANDING_TABLES},
+            "tables": {table: self.table_totals(table) for table in TABLES},
         }
         if include_files:
             out["files"] = [f.to_dict() for f in self.files]
@@ -730,7 +723,7 @@ def _chargeback_frames(
 
 
 def _null_required(
-    frame: pl.DataFrame, rows: np.ndarray, rng: np.random.Generator, spec: TableSpec, day: date
+    frame: pl.DataFrame, rows: np.ndarray, rng: np.random.Generator, spec: SourceTable, day: date
 ) -> pl.DataFrame:
     required = [c.name for c in spec.columns if c.required]
     column = rng.integers(len(required), size=rows.size)
@@ -740,20 +733,20 @@ def _null_required(
 
 
 def _negative_amount(
-    frame: pl.DataFrame, rows: np.ndarray, rng: np.random.Generator, spec: TableSpec, day: date
+    frame: pl.DataFrame, rows: np.ndarray, rng: np.random.Generator, spec: SourceTable, day: date
 ) -> pl.DataFrame:
     return frame.with_columns(_scatter(frame["amount"], rows, -frame["amount"].gather(rows)))
 
 
 def _absurd_amount(
-    frame: pl.DataFrame, rows: np.ndarray, rng: np.random.Generator, spec: TableSpec, day: date
+    frame: pl.DataFrame, rows: np.ndarray, rng: np.random.Generator, spec: SourceTable, day: date
 ) -> pl.DataFrame:
     absurd = np.round(MAX_AMOUNT * rng.uniform(20.0, 20_000.0, size=rows.size), 2)
     return frame.with_columns(_scatter(frame["amount"], rows, pl.Series(absurd)))
 
 
 def _bad_timestamp(
-    frame: pl.DataFrame, rows: np.ndarray, rng: np.random.Generator, spec: TableSpec, day: date
+    frame: pl.DataFrame, rows: np.ndarray, rng: np.random.Generator, spec: SourceTable, day: date
 ) -> pl.DataFrame:
     garbage = (
         f"{day.isoformat()}T25:61:00",
@@ -783,7 +776,7 @@ def _scatter(series: pl.Series, rows: np.ndarray, values: pl.Series | None) -> p
 def _land(
     config: GeneratorConfig,
     landing_dir: Path,
-    spec: TableSpec,
+    spec: SourceTable,
     day: int,
     frame: pl.DataFrame,
     arrival_us: np.ndarray | None,
@@ -794,7 +787,7 @@ def _land(
     """
     if frame.is_empty():
         return None
-    rng = _rng(config, _DEFECT_STREAM, list(LANDING_TABLES).index(spec.name), day)
+    rng = _rng(config, _DEFECT_STREAM, list(TABLES).index(spec.name), day)
     on = config.start + timedelta(days=day)
     n = frame.height
     transactions = spec.name == TRANSACTIONS.name
@@ -848,7 +841,7 @@ def _land(
 def _mark_delivered(config: GeneratorConfig, landing_dir: Path) -> None:
     """Mark each table's days delivered, after their files and also when they had no rows: a
     consumer can then tell an empty day from one that has not arrived yet."""
-    for table in LANDING_TABLES:
+    for table in TABLES:
         for day in range(config.days):
             folder = landing_dir / table / (config.start + timedelta(days=day)).isoformat()
             folder.mkdir(parents=True, exist_ok=True)
@@ -877,7 +870,7 @@ def generate(config: GeneratorConfig, landing_dir: Path) -> GenerationSummary:
         files.append(_land(config, landing_dir, CHARGEBACKS, day, frame, arrival))
     _mark_delivered(config, landing_dir)
 
-    table_order = list(LANDING_TABLES)
+    table_order = list(TABLES)
     landed = sorted(
         (f for f in files if f is not None), key=lambda f: (table_order.index(f.table), f.day)
     )

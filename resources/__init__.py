@@ -8,20 +8,30 @@ import dagster as dg
 
 from feature_store.online import OnlineStoreResource
 from resources.lakehouse import Lakehouse
+from resources.lakehouse_io import LakehouseIOManager
 from resources.landing_zone import LandingZone
 from resources.pseudonymizer import Pseudonymizer
 from resources.settings import Settings
 
-__all__ = ["Lakehouse", "LandingZone", "Pseudonymizer", "Settings", "build_resources"]
+__all__ = [
+    "Lakehouse",
+    "LakehouseIOManager",
+    "LandingZone",
+    "Pseudonymizer",
+    "Settings",
+    "build_resources",
+]
 
 
 def build_resources(settings: Settings | None = None) -> dict[str, Any]:
     settings = settings or Settings.from_env()
+    lakehouse = Lakehouse(root_uri=settings.lakehouse_uri, storage_options=settings.storage_options)
     return {
-        "lakehouse": Lakehouse(
-            root_uri=settings.lakehouse_uri, storage_options=settings.storage_options
+        "lakehouse": lakehouse,
+        "io_manager": LakehouseIOManager(lakehouse=lakehouse),
+        "landing": LandingZone(
+            root=settings.landing_uri, storage_options=settings.landing_storage_options
         ),
-        "landing": LandingZone(root=settings.landing_uri),
         "pseudonymizer": Pseudonymizer(key=dg.EnvVar("PSEUDONYMIZATION_KEY")),
         "online_store": OnlineStoreResource(url=settings.online_store_url),
     }

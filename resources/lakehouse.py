@@ -8,20 +8,25 @@ reproduced later with a time-travel read of that version.
 
 from __future__ import annotations
 
+import json
+import uuid
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
-from deltalake import DeltaTable, write_deltalake
+import pyarrow as pa
+from deltalake import DeltaTable, Schema, write_deltalake
 from deltalake.exceptions import TableNotFoundError
+from deltalake.transaction import AddAction, create_table_with_add_actions
 from pydantic import Field
 
 PARTITION_COLUMN = "_partition_date"
 
 
 @dataclass(frozen=True)
-class Commit:
+class DeltaCommit:
     table: str
     uri: str
     version: int
@@ -39,20 +44,87 @@ class Lakehouse(dg.ConfigurableResource):
     def table_uri(self, table: str) -> str:
         return f"{self.root_uri.rstrip('/')}/{table}"
 
-    def write_partition(self, table: str, frame: pl.DataFrame, partition: str) -> Commit:
-        """Replace one day of ``table`` with ``frame``; new columns are merged into the schema."""
+    def write_partition(self, table: str, frame: pl.DataFrame, partition: str) -> DeltaCommit:
+        """Replace one day of ``table`` with ``frame``; new columns are merged into the schema.
+
+        In a local lake, a day whose columns the table already has with the same types (or the
+        first day of a new table) is written as one parquet file by polars, which encodes about
+        three times faster than delta-rs' writer, and committed by delta-rs as the same
+        overwrite of one partition. Merging a new column or type, and object stores, go through
+        delta-rs' writer. Either way the table's log is read once: the commit goes through the
+        opened table, which then knows the version it committed.
+        """
         day = date.fromisoformat(partition).isoformat()
-        data = frame.with_columns(pl.lit(day).alias(PARTITION_COLUMN))
+        frame = frame.drop(PARTITION_COLUMN, strict=False)
+        target = self._open(table)
+        schema = _delta_schema(frame) if target is None else target.schema()
+        if self._local_root() is not None and _fits(schema, frame):
+            return self._commit_day(target, table, schema, frame, day)
         write_deltalake(
-            self.table_uri(table),
-            data.to_arrow(),
+            target or self.table_uri(table),
+            frame.with_columns(pl.lit(day).alias(PARTITION_COLUMN)).to_arrow(),
             mode="overwrite",
             predicate=f"{PARTITION_COLUMN} = '{day}'",
             partition_by=[PARTITION_COLUMN],
             schema_mode="merge",
             storage_options=self.storage_options or None,
         )
-        return Commit(table, self.table_uri(table), self.version(table), data.height)
+        version = target.version() if target is not None else self.version(table)
+        return DeltaCommit(table, self.table_uri(table), version, frame.height)
+
+    def _commit_day(
+        self, target: DeltaTable | None, table: str, schema: Schema, frame: pl.DataFrame, day: str
+    ) -> DeltaCommit:
+        """Write the day as one parquet file and commit it in place of the day's files, creating
+        the table if ``target`` is None; a day without rows commits only the removal."""
+        added = []
+        if not frame.is_empty():
+            name = f"{PARTITION_COLUMN}={day}/part-00000-{uuid.uuid4()}-c000.snappy.parquet"
+            path = Path(self._local_root(), table, name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            frame.write_parquet(path, compression="snappy")
+            written = path.stat()
+            added.append(
+                AddAction(
+                    path=name,
+                    size=written.st_size,
+                    partition_values={PARTITION_COLUMN: day},
+                    modification_time=written.st_mtime_ns // 1_000_000,
+                    data_change=True,
+                    stats=json.dumps({"numRecords": frame.height}),
+                )
+            )
+        if target is None:
+            create_table_with_add_actions(
+                self.table_uri(table), schema, added, mode="error", partition_by=[PARTITION_COLUMN]
+            )
+            version = self.version(table)
+        else:
+            target.create_write_transaction(
+                added,
+                mode="overwrite",
+                schema=schema,
+                partition_by=[PARTITION_COLUMN],
+                partition_filters=[(PARTITION_COLUMN, "=", day)],
+            )
+            target.update_incremental()
+            version = target.version()
+        return DeltaCommit(table, self.table_uri(table), version, frame.height)
+
+    def _local_root(self) -> str | None:
+        """The lake's folder when it is a plain path on this machine; None for a URI."""
+        return None if "://" in self.root_uri else self.root_uri
+
+    def write_table(self, table: str, frame: pl.DataFrame) -> DeltaCommit:
+        """Replace the whole of an unpartitioned ``table``; new columns are merged in."""
+        write_deltalake(
+            self.table_uri(table),
+            frame.to_arrow(),
+            mode="overwrite",
+            schema_mode="merge",
+            storage_options=self.storage_options or None,
+        )
+        return DeltaCommit(table, self.table_uri(table), self.version(table), frame.height)
 
     def scan(
         self,
@@ -72,6 +144,25 @@ class Lakehouse(dg.ConfigurableResource):
             frame = frame.filter(pl.col(PARTITION_COLUMN).is_in(days))
         return frame
 
+    def scan_days(
+        self, table: str, first: date | None = None, last: date | None = None
+    ) -> tuple[pl.LazyFrame, int] | None:
+        """Days ``first`` .. ``last`` of ``table`` (every day if None) without the partition
+        column, as an asset reads its input, and the version read; None if never written.
+
+        One read of the table's log both pins the version and plans the scan.
+        """
+        snapshot = self._open(table)
+        if snapshot is None:
+            return None
+        version = snapshot.version()
+        frame = pl.scan_delta(snapshot, version=version)
+        if first is not None:
+            frame = frame.filter(pl.col(PARTITION_COLUMN) >= first.isoformat())
+        if last is not None:
+            frame = frame.filter(pl.col(PARTITION_COLUMN) <= last.isoformat())
+        return frame.drop(PARTITION_COLUMN), version
+
     def scan_or_empty(
         self, table: str, schema: pl.Schema, *, partitions: list[str] | None = None
     ) -> pl.LazyFrame:
@@ -84,9 +175,33 @@ class Lakehouse(dg.ConfigurableResource):
         return self.version(table) is not None
 
     def version(self, table: str) -> int | None:
+        snapshot = self._open(table)
+        return None if snapshot is None else snapshot.version()
+
+    def _open(self, table: str) -> DeltaTable | None:
+        """The table at its latest version; None if nobody has written it yet."""
         try:
-            return DeltaTable(
-                self.table_uri(table), storage_options=self.storage_options or None
-            ).version()
+            return DeltaTable(self.table_uri(table), storage_options=self.storage_options or None)
         except TableNotFoundError:
             return None
+
+
+def _delta_schema(frame: pl.DataFrame) -> Schema:
+    """The schema of a new table holding ``frame``, partition column included."""
+    partitioned = frame.head(0).with_columns(pl.lit(None, pl.String).alias(PARTITION_COLUMN))
+    return Schema.from_arrow(partitioned.to_arrow().schema)
+
+
+def _fits(schema: Schema, frame: pl.DataFrame) -> bool:
+    """Every column of ``frame`` is in ``schema`` with the same type, one that polars writes to
+    parquet as Delta stores it: nothing to merge or convert."""
+    table = pl.from_arrow(pa.schema(schema.to_arrow()).empty_table()).schema
+    return all(_plain(dtype) and table.get(name) == dtype for name, dtype in frame.schema.items())
+
+
+def _plain(dtype: pl.DataType) -> bool:
+    if isinstance(dtype, pl.List):
+        return _plain(dtype.inner)
+    if isinstance(dtype, pl.Datetime):
+        return dtype.time_unit == "us" and dtype.time_zone in (None, "UTC")
+    return dtype in (pl.String, pl.Boolean, pl.Int32, pl.Int64, pl.Float32, pl.Float64, pl.Date)

@@ -1,39 +1,96 @@
-"""Where landing files arrive, as a resource so tests and deployments point it elsewhere."""
+"""Where landing files arrive, as a resource so tests and deployments point it elsewhere.
+
+The root is a local folder or an ``s3://bucket/prefix``; either way the files are reached through
+a pyarrow filesystem, so landing, reading and quarantining are one code path.
+"""
 
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 
 import dagster as dg
+from pyarrow.fs import FileSystem, S3FileSystem
 from pydantic import Field
 
 from medallion.landing import (
+    DELIVERED_MARKER,
+    LOCAL,
+    FsPath,
     LandingFile,
     landing_delivered,
     landing_files,
     quarantine_file,
     quarantined_files,
+    read_landing_file,
+    relative_path,
 )
+
+_S3_SCHEME = "s3://"
+_S3_OPTIONS = {
+    "AWS_ENDPOINT_URL": "endpoint_override",
+    "AWS_REGION": "region",
+    "AWS_ACCESS_KEY_ID": "access_key",
+    "AWS_SECRET_ACCESS_KEY": "secret_key",
+}
+"""The lakehouse's delta-rs storage options, as pyarrow's S3FileSystem names them."""
 
 
 class LandingZone(dg.ConfigurableResource):
-    root: str = Field(description="Folder holding <table>/<YYYY-MM-DD>/ landing files.")
+    """Landing files under one root: ``<table>/<YYYY-MM-DD>/`` folders, a local folder or S3."""
 
-    def files(self, table: str, day: str) -> list[Path]:
-        return landing_files(Path(self.root), table, date.fromisoformat(day))
+    root: str = Field(
+        description="Folder or s3://bucket/prefix holding <table>/<YYYY-MM-DD>/ landing files."
+    )
+    storage_options: dict[str, str] = Field(
+        default_factory=dict,
+        description="S3 endpoint, region and keys for an s3:// root, named as the lakehouse "
+        "names them (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+        "AWS_ALLOW_HTTP).",
+    )
 
-    def folder(self, table: str, day: str) -> Path:
-        return Path(self.root) / table / date.fromisoformat(day).isoformat()
+    def land(self, table: str, day: str) -> list[LandingFile]:
+        """Every file of the day, read from the inbox or known from the landing quarantine.
 
-    def delivered(self, table: str, day: str) -> bool:
-        return landing_delivered(Path(self.root), table, date.fromisoformat(day))
+        An unreadable inbox file is moved to the quarantine now; one quarantined by an earlier
+        run still counts (unless delivered again since). Each keeps the path it landed under, so
+        its lineage (``relative``) is the same on every run. Sorted by file name.
+        """
+        filesystem, root = self._filesystem(), self._root_path()
+        on = date.fromisoformat(day)
+        if not landing_delivered(root, table, on, filesystem):
+            raise dg.Failure(
+                f"bronze/{table} {day}: nothing has landed in "
+                f"{self.root.rstrip('/')}/{table}/{on.isoformat()}: no data file and no "
+                f"{DELIVERED_MARKER} marker, so the day is not delivered yet."
+            )
+        earlier = quarantined_files(root, table, on, filesystem)
+        files = [
+            read_landing_file(path, filesystem)
+            for path in landing_files(root, table, on, filesystem)
+        ]
+        for file in files:
+            if file.error is not None:
+                quarantine_file(root, file.path, file.error, filesystem)
+        return sorted([*earlier, *files], key=lambda f: f.path.name)
 
-    def quarantine(self, path: Path, error: str) -> Path:
-        return quarantine_file(Path(self.root), path, error)
+    def relative(self, path: FsPath) -> str:
+        """A ``LandingFile.path`` as its name under the root, e.g.
+        ``transactions/2024-03-01/part-0.csv``: the lineage bronze records, wherever the root is."""
+        return relative_path(self._root_path(), path)
 
-    def quarantined(self, table: str, day: str) -> list[LandingFile]:
-        return quarantined_files(Path(self.root), table, date.fromisoformat(day))
+    def _root_path(self) -> str:
+        """The root as its filesystem names it: ``bucket/prefix`` on S3, the folder locally."""
+        return self.root.removeprefix(_S3_SCHEME)
 
-    def relative(self, path: Path) -> str:
-        return str(path.relative_to(self.root))
+    def _filesystem(self) -> FileSystem:
+        """pyarrow's filesystem for the root; an S3 option it cannot take is refused, not dropped,
+        so a missing credential or endpoint shows up here rather than as an access error."""
+        if not self.root.startswith(_S3_SCHEME):
+            return LOCAL
+        unknown = set(self.storage_options) - {*_S3_OPTIONS, "AWS_ALLOW_HTTP"}
+        if unknown:
+            raise ValueError(f"landing storage options not understood: {sorted(unknown)}")
+        options = {_S3_OPTIONS[k]: v for k, v in self.storage_options.items() if k in _S3_OPTIONS}
+        # An endpoint URL's own scheme wins; the scheme only matters for one given as host:port.
+        http = self.storage_options.get("AWS_ALLOW_HTTP", "").lower() == "true"
+        return S3FileSystem(scheme="http" if http else "https", **options)

@@ -4,12 +4,13 @@ Everything is read from the environment, so switching a deployment is configurat
 
 - ``PLATFORM_ENV``: ``local`` (default) or ``production``.
 - ``PLATFORM_HOME``: folder for all local state (Dagster home, the Delta lake); git-ignored,
-  defaults to ``.platform`` in the working directory.
+  defaults to ``.platform`` in the project root, as the Makefile's default, from any directory.
 - ``LAKEHOUSE_URI``: root of the Delta lake, a local path or ``s3://bucket/prefix``; defaults to
   ``$PLATFORM_HOME/lake`` locally and is required in production.
-- ``LANDING_URI``: where landing files arrive; defaults to ``$PLATFORM_HOME/landing``.
+- ``LANDING_URI``: where landing files arrive, a local path or ``s3://bucket/prefix``; defaults to
+  ``$PLATFORM_HOME/landing``.
 - ``AWS_ENDPOINT_URL``, ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``: S3 access
-  for an ``s3://`` lake, passed to delta-rs as storage options.
+  for an ``s3://`` lake or landing zone, passed to each as storage options.
 - ``ONLINE_STORE_URL``: ``sqlite:///path.db`` or ``redis://host:port/db``; defaults to a SQLite
   file under ``$PLATFORM_HOME`` locally and is required in production.
 - ``PIPELINE_START_DATE``: first daily partition, ``YYYY-MM-DD``; defaults to 2024-01-01.
@@ -25,6 +26,9 @@ from typing import Literal
 
 Environment = Literal["local", "production"]
 
+DEFAULT_HOME = Path(__file__).resolve().parents[1] / ".platform"
+"""The project root's ``.platform``: the same folder ``make`` uses, wherever Python starts."""
+
 _S3_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
@@ -37,6 +41,9 @@ class Settings:
     online_store_url: str
     partition_start: str = "2024-01-01"
     storage_options: dict[str, str] = field(default_factory=dict)
+    """The lake's S3 options; empty for a local lake."""
+    landing_storage_options: dict[str, str] = field(default_factory=dict)
+    """The landing zone's S3 options; empty for a local landing folder."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -44,22 +51,30 @@ class Settings:
         environment = env.get("PLATFORM_ENV", "local")
         if environment not in ("local", "production"):
             raise ValueError(f"PLATFORM_ENV must be 'local' or 'production', got {environment!r}")
-        home = Path(env.get("PLATFORM_HOME", ".platform")).resolve()
+        home = Path(env.get("PLATFORM_HOME", DEFAULT_HOME)).resolve()
         for required in ("LAKEHOUSE_URI", "ONLINE_STORE_URL"):
             if environment == "production" and required not in env:
                 raise ValueError(f"PLATFORM_ENV=production needs {required}")
         lakehouse_uri = env.get("LAKEHOUSE_URI", str(home / "lake"))
-        storage_options = {}
-        if lakehouse_uri.startswith("s3://"):
-            storage_options = {var: env[var] for var in _S3_VARIABLES if var in env}
-            if storage_options.get("AWS_ENDPOINT_URL", "").startswith("http://"):
-                storage_options["AWS_ALLOW_HTTP"] = "true"
+        landing_uri = env.get("LANDING_URI", str(home / "landing"))
         return cls(
             environment=environment,  # type: ignore[arg-type]
             home=home,
             lakehouse_uri=lakehouse_uri,
-            landing_uri=env.get("LANDING_URI", str(home / "landing")),
+            landing_uri=landing_uri,
             online_store_url=env.get("ONLINE_STORE_URL", f"sqlite:///{home / 'online.db'}"),
             partition_start=env.get("PIPELINE_START_DATE", "2024-01-01"),
-            storage_options=storage_options,
+            storage_options=s3_storage_options(lakehouse_uri, env),
+            landing_storage_options=s3_storage_options(landing_uri, env),
         )
+
+
+def s3_storage_options(uri: str, env: dict[str, str]) -> dict[str, str]:
+    """The S3 access options for ``uri`` from the environment, as delta-rs names them; none for a
+    local path. A plain-http endpoint (a local S3 server) must be allowed explicitly."""
+    if not uri.startswith("s3://"):
+        return {}
+    options = {var: env[var] for var in _S3_VARIABLES if var in env}
+    if options.get("AWS_ENDPOINT_URL", "").startswith("http://"):
+        options["AWS_ALLOW_HTTP"] = "true"
+    return options

@@ -1,1 +1,1 @@
-"""Sensors. Every module here is loaded by definitions.py."""
+"""Sensors: drift, freshness and run-failure sensors that start runs (the monitoring layer)."""

@@ -13,6 +13,7 @@ import pytest
 
 from definitions import build_definitions
 from reference_data import GenerationSummary, GeneratorConfig, generate
+from registry import discover
 from resources import Lakehouse, Settings
 
 TEST_KEY = "test-pseudonymization-key"
@@ -100,9 +101,10 @@ class Pipeline:
         return self.lakehouse.scan(name, partitions=None if day is None else [day]).collect()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    """The daily ingest run over every day of ``SMALL`` once, shared by the end-to-end tests."""
+    """The daily ingest run over every day of ``SMALL``, once per test module: a module may
+    change it (re-run a day, relabel), and no other module sees that."""
     with pytest.MonkeyPatch.context() as mp, dg.instance_for_test() as instance:
         mp.setenv("PSEUDONYMIZATION_KEY", TEST_KEY)
         home = tmp_path_factory.mktemp("platform")
@@ -119,3 +121,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
         for day in days_of(SMALL):
             pipeline.results[day] = pipeline.run(day)
         yield pipeline
+
+
+SOURCES = discover().sources
+"""The reference use case's source tables, as the registry finds them in assets/."""

@@ -16,7 +16,8 @@ def test_make_demo_builds_every_table(tmp_path: Path) -> None:
         **os.environ,
         "PLATFORM_HOME": str(tmp_path),
         "DAGSTER_HOME": str(tmp_path / "dagster_home"),
-        "DEMO_ARGS": "--days 3 --transactions-per-day 300 --customers 200 --merchants 30",
+        "DEMO_DAYS": "3",
+        "DEMO_ARGS": "--transactions-per-day 300 --customers 200 --merchants 30",
     }
     done = subprocess.run(
         ["make", "demo"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600

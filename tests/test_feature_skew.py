@@ -6,13 +6,15 @@ from datetime import timedelta
 
 import polars as pl
 
-from assets.features_customer_activity import AMOUNT_TO_MEAN_30D
-from assets.features_online import REGISTRY
+from assets.features.customer_activity import AMOUNT_TO_MEAN_30D
 from feature_store.offline import get_historical_features
 from feature_store.online import open_online_store
 from feature_store.serving import get_online_features, with_request_features
 from feature_store.views import EVENT_TIMESTAMP
+from registry import discover
 from tests.conftest import SMALL, Pipeline
+
+REGISTRY = discover()
 
 FEATURES = [
     f"{view.name}:{feature.name}" for view in REGISTRY.views.values() for feature in view.features

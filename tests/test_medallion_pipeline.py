@@ -8,9 +8,8 @@ import dagster as dg
 import polars as pl
 
 from medallion.landing import read_landing_file
-from medallion.tables import LANDING_TABLES
 from resources.lakehouse import PARTITION_COLUMN
-from tests.conftest import SMALL, Pipeline, days_of
+from tests.conftest import SMALL, SOURCES, Pipeline, days_of
 
 RUN_SPECIFIC = ["_ingested_at", "_run_id"]
 
@@ -49,7 +48,7 @@ def test_bronze_holds_every_landing_row(pipeline: Pipeline) -> None:
 
 def test_row_accounting_on_every_partition(pipeline: Pipeline) -> None:
     for day, result in pipeline.results.items():
-        for table in LANDING_TABLES:
+        for table in SOURCES:
             bronze = pipeline.table(f"bronze/{table}", day).height
             silver = pipeline.table(f"silver/{table}", day).height
             quarantined = pipeline.table(f"silver/{table}_quarantine", day).height
@@ -84,9 +83,9 @@ def test_quarantine_says_why_and_keeps_original_values(pipeline: Pipeline) -> No
 def test_rematerializing_a_partition_is_idempotent(pipeline: Pipeline) -> None:
     day = days_of(SMALL)[1]
     tables = [
-        *(f"bronze/{t}" for t in LANDING_TABLES),
-        *(f"silver/{t}" for t in LANDING_TABLES),
-        *(f"silver/{t}_quarantine" for t in LANDING_TABLES),
+        *(f"bronze/{t}" for t in SOURCES),
+        *(f"silver/{t}" for t in SOURCES),
+        *(f"silver/{t}_quarantine" for t in SOURCES),
         "gold/labeled_transactions",
     ]
 
@@ -127,8 +126,8 @@ def test_no_pii_leaves_bronze(pipeline: Pipeline) -> None:
             frame = read_landing_file(file.path).frame
             pii |= set(frame["email"].drop_nulls()) | set(frame["card_number"].drop_nulls())
     assert len(pii) > 500
-    names = [f"silver/{t}" for t in LANDING_TABLES]
-    names += [f"silver/{t}_quarantine" for t in LANDING_TABLES] + ["gold/labeled_transactions"]
+    names = [f"silver/{t}" for t in SOURCES]
+    names += [f"silver/{t}_quarantine" for t in SOURCES] + ["gold/labeled_transactions"]
     for name in names:
         frame = pipeline.table(name)
         text = frame.select(pl.col(pl.String)).unpivot()["value"].drop_nulls()

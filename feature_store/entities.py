@@ -1,6 +1,0 @@
-"""The entities features are keyed by, shared by every view of the reference use case."""
-
-from feature_store.views import Entity
-
-CUSTOMER = Entity("customer", join_key="customer_id", description="A card holder.")
-MERCHANT = Entity("merchant", join_key="merchant_id", description="A merchant accepting cards.")

@@ -1,0 +1,216 @@
+"""The registry: every declaration under ``assets/``, found once and checked as a whole.
+
+A data scientist adds a source table, a gold table, an entity, a feature view or a request
+feature by adding a file to ``assets/`` that assigns it to a module-level name; nothing keeps a
+list, so there is no second line to forget. What cannot work fails here, at definitions load,
+naming the file: a file that declares nothing, a declaration that imports Dagster, two
+declarations of one name, a reference to a table, entity or feature nobody declared. Modules
+whose name starts with ``_`` hold shared helpers (value domains) and declare nothing.
+
+``python -m registry`` prints the catalog.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib
+import inspect
+import pkgutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+import polars as pl
+
+from feature_store.catalog import feature_listing
+from feature_store.views import Entity, FeatureView, RequestFeature, parse_reference
+from medallion.derived import DerivedTable
+from medallion.sources import SourceTable
+
+Declaration = Entity | SourceTable | DerivedTable | FeatureView | RequestFeature
+KINDS: dict[type, str] = {
+    Entity: "entity",
+    SourceTable: "source table",
+    DerivedTable: "derived table",
+    FeatureView: "feature view",
+    RequestFeature: "request feature",
+}
+
+
+class DeclarationError(Exception):
+    """A declaration that cannot work; the message names its file."""
+
+
+@dataclass(frozen=True)
+class Registry:
+    entities: dict[str, Entity] = field(default_factory=dict)
+    sources: dict[str, SourceTable] = field(default_factory=dict)
+    derived: dict[str, DerivedTable] = field(default_factory=dict)
+    views: dict[str, FeatureView] = field(default_factory=dict)
+    request_features: dict[str, RequestFeature] = field(default_factory=dict)
+    files: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(kind, name) to the file that declares it, for messages."""
+
+    def of_kind(self, kind: str) -> dict[str, Declaration]:
+        return {
+            "entity": self.entities,
+            "source table": self.sources,
+            "derived table": self.derived,
+            "feature view": self.views,
+            "request feature": self.request_features,
+        }[kind]  # type: ignore[return-value]
+
+    def tables(self) -> list[tuple[str, str]]:
+        """Every table path of the lake a declaration makes, with the file that declares it."""
+        tables = [
+            (table, self.files["source table", name])
+            for name in self.sources
+            for table in (f"bronze/{name}", f"silver/{name}", f"silver/{name}_quarantine")
+        ]
+        tables += [(d.table, self.files["derived table", d.name]) for d in self.derived.values()]
+        tables += [(v.table, self.files["feature view", v.name]) for v in self.views.values()]
+        return tables
+
+
+def discover(package: ModuleType | str = "assets") -> Registry:
+    """Import every module of ``package`` (and its subpackages) and collect its declarations."""
+    if isinstance(package, str):
+        package = importlib.import_module(package)
+    registry = Registry()
+    root = Path(package.__path__[0]).parent
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        module = importlib.import_module(info.name)
+        file = str(Path(inspect.getfile(module)).relative_to(root))
+        if info.ispkg or info.name.rsplit(".", 1)[-1].startswith("_"):
+            continue
+        _refuse_dagster(module, file)
+        owned = _owned_declarations(module)
+        if not owned:
+            raise DeclarationError(
+                f"{file} declares nothing: assign a SourceTable, DerivedTable, Entity, "
+                "FeatureView or RequestFeature to a module-level name (helpers go in a module "
+                "whose name starts with '_')"
+            )
+        for value in owned:
+            _add(registry, value, file)
+    _check_references(registry)
+    return registry
+
+
+def _refuse_dagster(module: ModuleType, file: str) -> None:
+    for name, value in vars(module).items():
+        origin = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", "")
+        if isinstance(origin, str) and origin.split(".")[0] in ("dagster", "factories"):
+            raise DeclarationError(
+                f"{file} imports {origin} ({name}): declarations are plain objects; the "
+                "factories turn them into Dagster assets"
+            )
+
+
+def _owned_declarations(module: ModuleType) -> list[Declaration]:
+    """Declarations assigned in this module's own source, not ones it imported."""
+    tree = ast.parse(inspect.getsource(module))
+    assigned = [
+        target.id
+        for node in tree.body
+        if isinstance(node, (ast.Assign, ast.AnnAssign))
+        for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        if isinstance(target, ast.Name)
+    ]
+    values = [vars(module)[name] for name in assigned if name in vars(module)]
+    return [value for value in values if isinstance(value, tuple(KINDS))]
+
+
+def _add(registry: Registry, value: Declaration, file: str) -> None:
+    kind = KINDS[type(value)]
+    found = registry.of_kind(kind)
+    if value.name in found and found[value.name] is not value:
+        raise DeclarationError(
+            f"{file}: a second {kind} named {value.name!r}; the first is in "
+            f"{registry.files[kind, value.name]}"
+        )
+    found[value.name] = value  # type: ignore[assignment]
+    registry.files[kind, value.name] = file
+
+
+def _check_references(registry: Registry) -> None:
+    tables: dict[str, str] = {}
+    for table, file in registry.tables():
+        if table in tables:
+            raise DeclarationError(
+                f"{file}: the table {table!r} is already made by {tables[table]}"
+            )
+        tables[table] = file
+
+    def fail(kind: str, name: str, problem: str) -> None:
+        raise DeclarationError(f"{registry.files[kind, name]}: {kind} {name!r} {problem}")
+
+    for source in registry.sources.values():
+        for ref in source.references:
+            if ref.table not in registry.sources:
+                fail("source table", source.name, f"references undeclared table {ref.table!r}")
+    for derived in registry.derived.values():
+        for name, read in derived.inputs.items():
+            if read.table not in tables:
+                fail(
+                    "derived table", derived.name, f"reads undeclared table {read.table!r} ({name})"
+                )
+    for view in registry.views.values():
+        if "/".join(view.source) not in tables:
+            fail("feature view", view.name, f"reads undeclared table {'/'.join(view.source)!r}")
+        if registry.entities.get(view.entity.name) != view.entity:
+            fail("feature view", view.name, f"is keyed by undeclared entity {view.entity.name!r}")
+    for request in registry.request_features.values():
+        for reference in request.inputs:
+            view_name, feature = parse_reference(reference)
+            if view_name not in registry.views:
+                fail("request feature", request.name, f"reads undeclared view {view_name!r}")
+            try:
+                registry.views[view_name].feature(feature)
+            except KeyError as error:
+                fail("request feature", request.name, str(error))
+
+
+def catalog(registry: Registry) -> dict[str, pl.DataFrame]:
+    """What a person browses: the source tables, derived tables and features declared."""
+    return {
+        "source tables": pl.DataFrame(
+            [
+                {
+                    "table": s.name,
+                    "key": s.primary_key,
+                    "columns": len(s.columns),
+                    "pii": ", ".join(s.pii),
+                    "references": ", ".join(f"{r.column}->{r.table}" for r in s.references),
+                    "file": registry.files["source table", s.name],
+                }
+                for s in registry.sources.values()
+            ]
+        ),
+        "derived tables": pl.DataFrame(
+            [
+                {
+                    "table": d.table,
+                    "inputs": ", ".join(i.table for i in d.inputs.values()),
+                    "checks": ", ".join(c.name for c in d.checks),
+                    "file": registry.files["derived table", d.name],
+                }
+                for d in registry.derived.values()
+            ]
+        ),
+        "features": feature_listing(registry.views, registry.request_features),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Print every declaration.")
+    parser.add_argument("package", nargs="?", default="assets", help="declarations package")
+    registry = discover(parser.parse_args(argv).package)
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=60, tbl_width_chars=200):
+        for title, frame in catalog(registry).items():
+            print(f"\n{title}:\n{frame}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Local versus production is decided from the environment alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from resources import build_resources
+from resources.settings import Settings
+
+
+def test_local_defaults_live_under_platform_home(tmp_path: Path) -> None:
+    settings = Settings.from_env({"PLATFORM_HOME": str(tmp_path)})
+    assert settings.environment == "local"
+    assert settings.lakehouse_uri == str(tmp_path / "lake")
+    assert settings.landing_uri == str(tmp_path / "landing")
+    assert settings.storage_options == settings.landing_storage_options == {}
+    assert settings.online_store_url == f"sqlite:///{tmp_path / 'online.db'}"
+
+
+def test_production_requires_explicit_services() -> None:
+    with pytest.raises(ValueError, match="LAKEHOUSE_URI"):
+        Settings.from_env({"PLATFORM_ENV": "production"})
+    with pytest.raises(ValueError, match="ONLINE_STORE_URL"):
+        Settings.from_env({"PLATFORM_ENV": "production", "LAKEHOUSE_URI": "s3://lake/prod"})
+
+
+def test_unknown_environment_is_rejected() -> None:
+    with pytest.raises(ValueError, match="PLATFORM_ENV"):
+        Settings.from_env({"PLATFORM_ENV": "staging"})
+
+
+def test_s3_lake_takes_credentials_from_the_environment() -> None:
+    settings = Settings.from_env(
+        {
+            "PLATFORM_ENV": "production",
+            "LAKEHOUSE_URI": "s3://lake/prod",
+            "ONLINE_STORE_URL": "redis://127.0.0.1:6379/0",
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:9000",
+            "AWS_ACCESS_KEY_ID": "id",
+            "AWS_SECRET_ACCESS_KEY": "secret",
+        }
+    )
+    lakehouse = build_resources(settings)["lakehouse"]
+    assert lakehouse.root_uri == "s3://lake/prod"
+    assert lakehouse.storage_options["AWS_ALLOW_HTTP"] == "true"
+    assert lakehouse.storage_options["AWS_SECRET_ACCESS_KEY"] == "secret"
+
+
+def test_pseudonymization_key_is_read_from_the_environment_only() -> None:
+    pseudonymizer = build_resources(Settings.from_env({}))["pseudonymizer"]
+    assert isinstance(pseudonymizer.key, dg.EnvVar)
+    assert pseudonymizer.key.env_var_name == "PSEUDONYMIZATION_KEY"
+
+
+def test_the_default_home_is_the_one_make_uses_from_any_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Makefile's PLATFORM_HOME default is $(CURDIR)/.platform at the project root."""
+    monkeypatch.chdir(tmp_path)
+    root = Path(__file__).resolve().parents[2]
+    assert Settings.from_env({}).home == root / ".platform"
