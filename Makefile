@@ -89,4 +89,5 @@ bench: $(VENV)/.bench-installed bench-venv
 	@command -v redis-server >/dev/null || { echo "bench/online.py needs redis-server (apt-get install redis-server)" >&2; exit 1; }
 	$(PY) bench/medallion.py --rows $(BENCH_ROWS)
 	$(PY) bench/pit_join.py --feature-rows $(BENCH_PIT_FEATURE_ROWS) --entity-rows $(BENCH_PIT_ENTITY_ROWS) --feast-python $(FEAST_PY)
+	$(PY) bench/training.py --threads 1
 	$(PY) bench/online.py --entities $(BENCH_ONLINE_ENTITIES) --singles $(BENCH_ONLINE_SINGLES) --batches $(BENCH_ONLINE_BATCHES) --feast-python $(FEAST_PY)

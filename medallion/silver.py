@@ -25,6 +25,10 @@ ERROR = "_error"
 RAW = "_raw"
 """Bronze lineage of a record (or whole file) the landing reader could not read, and its text."""
 TIMESTAMP_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f")
+SIX_DIGIT_TIMESTAMP = "%Y-%m-%dT%H:%M:%S.%6f"
+"""The first format with exactly six fraction digits, as bronze writes a typed timestamp: polars
+parses this fixed-width form about eight times faster than ``%.f``, and a value it parses reads
+the same under the first format, so it is tried first and the formats then run on the rest."""
 _NO_FAILURES = pl.DataFrame(schema={ROW: pl.Int64, "column": pl.String, "check": pl.String})
 SILVER_LINEAGE = ("_source_file", "_row_number", "_ingested_at", "_run_id")
 QUARANTINE_SCHEMA = pl.Schema(
@@ -110,15 +114,15 @@ def _parse_timestamps(typed: pl.DataFrame, raw: pl.DataFrame, spec: SourceTable)
     """Timestamp columns parsed by the first format that fits, trying a later one only where needed.
 
     Coalescing every format over the whole column gives the same result, but nearly every value
-    matches the first one, so each later format runs only on the values still unparsed.
+    matches the first one (``SIX_DIGIT_TIMESTAMP``), so each later format runs only on the values
+    still unparsed.
     """
-    first, *others = TIMESTAMP_FORMATS
     names = [c.name for c in spec.columns if c.dtype == TIMESTAMP]
     text = raw.select(pl.col(name).str.strip_chars() for name in names)
-    parsed = text.select(_to_timestamp(pl.col(name), first) for name in names)
+    parsed = text.select(_to_timestamp(pl.col(name), SIX_DIGIT_TIMESTAMP) for name in names)
     for name in names:
         column = parsed[name]
-        for fmt in others:
+        for fmt in TIMESTAMP_FORMATS:
             missing = (column.is_null() & text[name].is_not_null()).arg_true()
             if missing.is_empty():
                 break

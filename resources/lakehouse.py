@@ -18,11 +18,14 @@ import dagster as dg
 import polars as pl
 import pyarrow as pa
 from deltalake import DeltaTable, Schema, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from deltalake.transaction import AddAction, create_table_with_add_actions
 from pydantic import Field
 
 PARTITION_COLUMN = "_partition_date"
+COMMIT_ATTEMPTS = 15
+"""How often a day's commit is tried while other days' commits keep landing first (delta-rs' own
+default for its writer)."""
 
 
 @dataclass(frozen=True)
@@ -50,9 +53,10 @@ class Lakehouse(dg.ConfigurableResource):
         In a local lake, a day whose columns the table already has with the same types (or the
         first day of a new table) is written as one parquet file by polars, which encodes about
         three times faster than delta-rs' writer, and committed by delta-rs as the same
-        overwrite of one partition. Merging a new column or type, and object stores, go through
-        delta-rs' writer. Either way the table's log is read once: the commit goes through the
-        opened table, which then knows the version it committed.
+        overwrite of one partition (its log entry counts the rows; readers prune by partition
+        and by the parquet file's own statistics). Merging a new column or type, and object
+        stores, go through delta-rs' writer. Either way the table's log is read once: the commit
+        goes through the opened table, which then knows the version it committed.
         """
         day = date.fromisoformat(partition).isoformat()
         frame = frame.drop(PARTITION_COLUMN, strict=False)
@@ -100,14 +104,7 @@ class Lakehouse(dg.ConfigurableResource):
             )
             version = self.version(table)
         else:
-            target.create_write_transaction(
-                added,
-                mode="overwrite",
-                schema=schema,
-                partition_by=[PARTITION_COLUMN],
-                partition_filters=[(PARTITION_COLUMN, "=", day)],
-            )
-            target.update_incremental()
+            _replace_files(target, added, day)
             version = target.version()
         return DeltaCommit(table, self.table_uri(table), version, frame.height)
 
@@ -184,6 +181,36 @@ class Lakehouse(dg.ConfigurableResource):
             return DeltaTable(self.table_uri(table), storage_options=self.storage_options or None)
         except TableNotFoundError:
             return None
+
+
+def _replace_files(target: DeltaTable, added: list[AddAction], day: str) -> None:
+    """Commit ``added`` as the day's only files, then bring ``target`` up to the new version.
+
+    A commit made meanwhile that left the day's files alone (another day of a backfill) is no
+    conflict: the commit is retried on top of it, as delta-rs' predicate overwrite does. One that
+    changed the day's files is a conflict, and raises.
+    """
+    the_day = [(PARTITION_COLUMN, "=", day)]
+
+    def day_files() -> set[str]:
+        return set(target.file_uris(file_pruning_predicate=the_day))
+
+    read = day_files()
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        try:
+            target.create_write_transaction(
+                added,
+                mode="overwrite",
+                schema=target.schema(),
+                partition_by=[PARTITION_COLUMN],
+                partition_filters=the_day,
+            )
+            break
+        except CommitFailedError:
+            target.update_incremental()
+            if attempt == COMMIT_ATTEMPTS or day_files() != read:
+                raise
+    target.update_incremental()
 
 
 def _delta_schema(frame: pl.DataFrame) -> Schema:

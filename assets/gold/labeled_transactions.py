@@ -70,12 +70,15 @@ def label_transactions(
         .collect()  # read once: the events and their as-of matches are put side by side below
         .lazy()
     )
-    # The two as-of joins on just the columns they need: sorted by event time once
-    # and back once, then the matched attributes are put next to the events.
+    # The two as-of joins on just the columns they need, in event time order, then the matched
+    # attributes are put next to the events. Landing files arrive in time order, so the events
+    # nearly always are: only otherwise are they sorted by time and back.
+    in_time_order = events.select(pl.col("event_time").is_sorted()).collect().item()
+    attributes = events.select("event_time", "customer_id", "merchant_id").with_row_index(
+        "_event_order"
+    )
     attributes = (
-        events.select("event_time", "customer_id", "merchant_id")
-        .with_row_index("_event_order")
-        .sort("event_time")
+        (attributes if in_time_order else attributes.sort("event_time"))
         .pipe(
             as_of,
             profiles,
@@ -90,9 +93,10 @@ def label_transactions(
             event_time="event_time",
             valid_from="created_at",
         )
-        .sort("_event_order")
-        .drop("_event_order", "event_time", "customer_id", "merchant_id")
     )
+    if not in_time_order:
+        attributes = attributes.sort("_event_order")
+    attributes = attributes.drop("_event_order", "event_time", "customer_id", "merchant_id")
     with_merchant = pl.concat([events, attributes], how="horizontal")
     return (
         with_merchant.join(labels, on="transaction_id", how="left", maintain_order="left")
