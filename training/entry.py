@@ -93,11 +93,14 @@ def read_rows(request: TrainingRequest) -> pl.DataFrame:
         return pl.scan_parquet(source.path).select(wanted).collect()
     # Imported here: a parquet run needs neither Dagster nor the lake's resources.
     from resources.lakehouse import Lakehouse
-    from resources.settings import s3_storage_options
+    from resources.settings import Settings
 
+    # Credentials come from the deployment's settings (the launcher's environment), never from
+    # the extras; another lake than the deployment's is read without any.
+    settings = Settings.from_env()
+    own_lake = source.root_uri == settings.lakehouse_uri
     lake = Lakehouse(
-        root_uri=source.root_uri,
-        storage_options=s3_storage_options(source.root_uri, dict(os.environ)),
+        root_uri=source.root_uri, storage_options=settings.storage_options if own_lake else {}
     )
     return lake.scan(source.table, version=source.version).select(wanted).collect()
 
@@ -129,7 +132,11 @@ def materialization_metadata(request: TrainingRequest, result: FitResult) -> dic
 
 
 def is_first_rank(environ: dict[str, str] | None = None) -> bool:
-    """Whether no launcher marked this process as a later rank."""
+    """Whether no launcher marked this process as a later rank.
+
+    Read from the environment directly: the rank is set by the launcher (Lightning, torchrun,
+    SLURM) for this process, not deployment configuration.
+    """
     env = os.environ if environ is None else environ
     return all(env.get(name, "0") == "0" for name in RANK_VARIABLES)
 
