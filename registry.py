@@ -1,11 +1,12 @@
 """The registry: every declaration under ``assets/``, found once and checked as a whole.
 
-A data scientist adds a source table, a gold table, an entity, a feature view or a request
-feature by adding a file to ``assets/`` that assigns it to a module-level name; nothing keeps a
-list, so there is no second line to forget. What cannot work fails here, at definitions load,
-naming the file: a file that declares nothing, a declaration that imports Dagster, two
-declarations of one name, a reference to a table, entity or feature nobody declared. Modules
-whose name starts with ``_`` hold shared helpers (value domains) and declare nothing.
+A data scientist adds a source table, a gold table, an entity, a feature view, a request
+feature or a training set by adding a file to ``assets/`` that assigns it to a module-level
+name; nothing keeps a list, so there is no second line to forget. What cannot work fails here,
+at definitions load, naming the file: a file that declares nothing, a declaration that imports
+Dagster, two declarations of one name, a reference to a table, entity or feature nobody
+declared. Modules whose name starts with ``_`` hold shared helpers (value domains) and declare
+nothing.
 
 ``python -m registry`` prints the catalog.
 """
@@ -24,17 +25,25 @@ from types import ModuleType
 import polars as pl
 
 from feature_store.catalog import feature_listing
-from feature_store.views import Entity, FeatureView, RequestFeature, parse_reference
+from feature_store.views import (
+    Entity,
+    FeatureView,
+    RequestFeature,
+    group_references,
+    parse_reference,
+)
 from medallion.derived import DerivedTable
 from medallion.sources import SourceTable
+from training.sets import TrainingSet
 
-Declaration = Entity | SourceTable | DerivedTable | FeatureView | RequestFeature
+Declaration = Entity | SourceTable | DerivedTable | FeatureView | RequestFeature | TrainingSet
 KINDS: dict[type, str] = {
     Entity: "entity",
     SourceTable: "source table",
     DerivedTable: "derived table",
     FeatureView: "feature view",
     RequestFeature: "request feature",
+    TrainingSet: "training set",
 }
 
 
@@ -49,6 +58,7 @@ class Registry:
     derived: dict[str, DerivedTable] = field(default_factory=dict)
     views: dict[str, FeatureView] = field(default_factory=dict)
     request_features: dict[str, RequestFeature] = field(default_factory=dict)
+    training_sets: dict[str, TrainingSet] = field(default_factory=dict)
     files: dict[tuple[str, str], str] = field(default_factory=dict)
     """(kind, name) to the file that declares it, for messages."""
 
@@ -59,6 +69,7 @@ class Registry:
             "derived table": self.derived,
             "feature view": self.views,
             "request feature": self.request_features,
+            "training set": self.training_sets,
         }[kind]  # type: ignore[return-value]
 
     def tables(self) -> list[tuple[str, str]]:
@@ -70,6 +81,9 @@ class Registry:
         ]
         tables += [(d.table, self.files["derived table", d.name]) for d in self.derived.values()]
         tables += [(v.table, self.files["feature view", v.name]) for v in self.views.values()]
+        tables += [
+            (t.table, self.files["training set", t.name]) for t in self.training_sets.values()
+        ]
         return tables
 
 
@@ -89,8 +103,8 @@ def discover(package: ModuleType | str = "assets") -> Registry:
         if not owned:
             raise DeclarationError(
                 f"{file} declares nothing: assign a SourceTable, DerivedTable, Entity, "
-                "FeatureView or RequestFeature to a module-level name (helpers go in a module "
-                "whose name starts with '_')"
+                "FeatureView, RequestFeature or TrainingSet to a module-level name (helpers go "
+                "in a module whose name starts with '_')"
             )
         for value in owned:
             _add(registry, value, file)
@@ -170,6 +184,16 @@ def _check_references(registry: Registry) -> None:
                 registry.views[view_name].feature(feature)
             except KeyError as error:
                 fail("request feature", request.name, str(error))
+    for spec in registry.training_sets.values():
+        if spec.source not in tables:
+            fail("training set", spec.name, f"reads undeclared table {spec.source!r}")
+        try:
+            group_references(spec.features, registry.views)
+        except (KeyError, ValueError) as error:
+            fail("training set", spec.name, str(error).strip("'\""))
+        for name in spec.request_features:
+            if name not in registry.request_features:
+                fail("training set", spec.name, f"computes undeclared request feature {name!r}")
 
 
 def catalog(registry: Registry) -> dict[str, pl.DataFrame]:

@@ -1,8 +1,9 @@
 """The Dagster side: what turns the declarations in ``assets/`` into assets, checks and metadata.
 
 One factory per kind: ``sources`` (bronze and silver of a source table), ``derived`` (a gold
-table), ``features`` (feature views and the online store). Engines (medallion/, feature_store/)
-know nothing of Dagster or of the declarations; the code here wires them together.
+table), ``features`` (feature views and the online store), ``training`` (training sets).
+Engines (medallion/, feature_store/, training/) know nothing of Dagster or of the declarations;
+the code here wires them together.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import dagster as dg
 from factories.derived import derived_asset
 from factories.features import feature_view_asset, online_store_asset
 from factories.sources import source_assets
+from factories.training import training_set_asset
 from registry import Registry
 
 
@@ -30,4 +32,8 @@ def build_assets(
             *(derived_asset(table, daily) for table in registry.derived.values()),
             *(feature_view_asset(view, daily) for view in registry.views.values()),
             online_store_asset(registry.views, daily),
+            *(
+                training_set_asset(spec, registry.views, registry.request_features, daily)
+                for spec in registry.training_sets.values()
+            ),
         ]

@@ -110,3 +110,28 @@ def require_ready_inputs(context: dg.AssetExecutionContext) -> None:
             + ". Materialize or fix those partitions first.",
             metadata={"unready_inputs": reasons},
         )
+
+
+def unready_history(
+    instance: dg.DagsterInstance, keys: list[dg.AssetKey], partitions: dg.PartitionsDefinition
+) -> list[str]:
+    """Why an unpartitioned asset that reads every day of ``keys`` must not be built now.
+
+    The per-day rule above, over the whole history: from each input's first attempted day to
+    its newest, every day must be materialized and its last attempt successful. Days after the
+    newest were never run (nothing has landed yet), so they are no gap.
+    """
+    reasons = []
+    days = partitions.get_partition_keys()
+    for key in keys:
+        status = partition_statuses(instance, key, partitions)
+        if not status:
+            reasons.append(f"{key.to_user_string()} {_REASONS[None]}")
+            continue
+        first, newest = min(status), max(status)
+        reasons += [
+            f"{key.to_user_string()} {day} {_REASONS[status.get(day)]}"
+            for day in days
+            if first <= day <= newest and status.get(day) != AssetPartitionStatus.MATERIALIZED
+        ]
+    return reasons

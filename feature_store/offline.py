@@ -44,6 +44,7 @@ def point_in_time_join(
     entity_timestamp: str = EVENT_TIMESTAMP,
     ttl: timedelta | None = None,
     rename: Mapping[str, str] | None = None,
+    strictly_before: bool = False,
 ) -> pl.LazyFrame:
     """Each entity row with the feature values that were current at its timestamp.
 
@@ -53,6 +54,10 @@ def point_in_time_join(
     break ties by the latest ``created_timestamp`` (when the feature rows have one), and return
     its values; when no row qualifies, the values are null. Entity rows keep their order, their
     count and every column, duplicates and null keys or timestamps included (those get nulls).
+
+    ``strictly_before`` takes only feature rows with ``event_timestamp < t``: what an online
+    store held when an event arrived that is itself not in the store yet (a training row whose
+    own transaction is one of the feature rows, as in a rolling window that includes it).
 
     Time zones: times compare as instants, a naive time read as UTC. Units: the rule holds
     exactly whichever side is finer, e.g. a nanosecond entity frame from pandas against a
@@ -74,6 +79,13 @@ def point_in_time_join(
         f"feature column {EVENT_TIMESTAMP!r}", event_type
     )
     recheck = finer and bool(ttl)
+    # Strictly before a finer entity time: events lie on the coarser grid, so ``event < t`` is
+    # ``event < ceil(t)`` on that grid; the floored time would drop an event between the two.
+    strict_at = (
+        _ceil_to(pl.col(entity_timestamp), entity_type, event_type)
+        if finer and strictly_before
+        else None
+    )
     # The candidates go sorted by (event time, created time): join_asof "backward" takes the
     # *last* right row at or before the entity time, so of several rows at one event time it
     # takes the last created, with no separate dedupe. Only the row number travels through the
@@ -92,7 +104,7 @@ def point_in_time_join(
         indexed.select(
             _ROW,
             join_key,
-            at.cast(event_type).alias(_AT),
+            (at.cast(event_type) if strict_at is None else strict_at).alias(_AT),
             *([at.alias(_EXACT_AT)] if recheck else []),
         )
         .drop_nulls([join_key, _AT])
@@ -105,6 +117,7 @@ def point_in_time_join(
             strategy="backward",
             tolerance=ttl if ttl else None,
             check_sortedness=False,
+            allow_exact_matches=not strictly_before,
         )
     )
     if recheck:
@@ -121,6 +134,19 @@ def point_in_time_join(
     return indexed.join(values, on=_ROW, how="left", maintain_order="left").drop(_ROW)
 
 
+def _ceil_to(at: pl.Expr, finer: pl.DataType, coarser: pl.DataType) -> pl.Expr:
+    """``at`` (of type ``finer``) rounded up to the grid of ``coarser``."""
+    floored = at.cast(coarser)
+    tick = (
+        pl.duration(days=1)
+        if coarser == pl.Date
+        else pl.lit(timedelta(microseconds=_resolution("", coarser) / 1_000)).cast(
+            pl.Duration(coarser.time_unit)
+        )
+    )
+    return pl.when(floored.cast(finer) < at).then(floored + tick).otherwise(floored)
+
+
 def get_historical_features(
     entity_df: pl.DataFrame | pl.LazyFrame,
     features: Sequence[str],
@@ -129,13 +155,16 @@ def get_historical_features(
     scan: Callable[[str], pl.LazyFrame],
     entity_timestamp: str = EVENT_TIMESTAMP,
     full_feature_names: bool = False,
+    strictly_before: bool = False,
 ) -> pl.DataFrame:
     """Point-in-time feature values for every row of ``entity_df``.
 
     ``features`` are "view:feature" references; ``entity_df`` needs each referenced view's
     entity join key and ``entity_timestamp``. ``scan`` reads a view's offline table (the
-    lakehouse's ``scan``). With ``full_feature_names`` columns are named ``view__feature``.
-    See ``point_in_time_join`` for the exact semantics.
+    lakehouse's ``scan``). With ``full_feature_names`` columns are named ``view__feature``;
+    with ``strictly_before`` only feature rows dated before the entity time count (what an
+    online store served when the entity's own event arrived). See ``point_in_time_join`` for the
+    exact semantics.
     """
     requested = group_references(features, views)
 
@@ -159,6 +188,7 @@ def get_historical_features(
             entity_timestamp=entity_timestamp,
             ttl=view.ttl,
             rename={n: f"{view_name}__{n}" for n in names} if full_feature_names else None,
+            strictly_before=strictly_before,
         )
     return result.collect(engine="in-memory")
 

@@ -132,3 +132,34 @@ def test_a_feature_view_on_an_undeclared_table_fails_naming_the_file(package: Pa
         match=r"view\.py: feature view 'device_use' reads undeclared table 'gold/nowhere'",
     ):
         discover(name)
+
+
+def test_a_training_set_on_an_undeclared_feature_fails_naming_the_file(package: Package) -> None:
+    training = """
+    from datetime import timedelta
+    from training.sets import TrainingSet
+
+    SET = TrainingSet(
+        name="devices",
+        source="silver/devices",
+        columns=("id", "at"),
+        event_time="at",
+        features=("device_use:uses",),
+        label="is_fraud",
+        label_known_at="known_at",
+        label_delay=timedelta(days=1),
+        owner="team:x",
+        description="A set joining a view nobody declared.",
+    )
+    """
+    name = package(a=source("devices"), training=training)
+    with pytest.raises(
+        DeclarationError,
+        match=r"training\.py: training set 'devices' unknown feature view 'device_use'",
+    ):
+        discover(name)
+    name = package(a=source("devices"), training=training.replace("silver/devices", "gold/x"))
+    with pytest.raises(
+        DeclarationError, match=r"training\.py: training set 'devices' reads undeclared table"
+    ):
+        discover(name)

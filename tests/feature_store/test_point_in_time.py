@@ -282,3 +282,52 @@ def test_pandas_entity_frames_and_online_reads_agree_at_the_ttl_bound(tmp_path: 
         assert online == expected
         with pytest.raises(ValueError, match="time zone"):
             get_online_features(store, keys, ["v1:x"], views=views, as_of=T0.replace(tzinfo=UTC))
+
+
+def test_strictly_before_excludes_a_feature_row_at_exactly_the_entity_time() -> None:
+    """What the online store held when an event arrived that is not in it yet: the row at the
+    event's own time is excluded with the option (the previous one is used), included without."""
+    features = pl.DataFrame(
+        {"k": ["a", "a", "a"], EVENT_TIMESTAMP: [at(1), at(3), at(5)], "f": [1, 3, 5]}
+    )
+    entities = pl.DataFrame({"k": ["a", "a", "a"], EVENT_TIMESTAMP: [at(3), at(4), at(1)]})
+
+    def strict(ttl: timedelta | None) -> list[int | None]:
+        return (
+            point_in_time_join(
+                entities.lazy(),
+                features.lazy(),
+                join_key="k",
+                feature_names=["f"],
+                ttl=ttl,
+                strictly_before=True,
+            )
+            .collect()["f"]
+            .to_list()
+        )
+
+    assert join(entities, features, None)["f"].to_list() == [3, 3, 1]
+    assert strict(None) == [1, 3, None]
+    assert strict(timedelta(hours=2)) == [1, 3, None]  # the ttl bound stays inclusive
+    assert strict(timedelta(hours=1)) == [None, 3, None]
+    views = {"v1": make_view("v1", "k", "f")}
+    scan = {"features/v1": features.lazy()}.__getitem__
+    historical = get_historical_features(
+        entities, ["v1:f"], views=views, scan=scan, strictly_before=True
+    )
+    assert historical["f"].to_list() == [1, 3, None]
+    assert get_historical_features(entities, ["v1:f"], views=views, scan=scan)["f"].to_list() == [
+        3,
+        3,
+        1,
+    ]
+
+
+def test_strictly_before_holds_for_nanosecond_entity_times() -> None:
+    """A finer entity time a nanosecond past a microsecond event sees it; one exactly at it not."""
+    features = pl.DataFrame({"k": ["a", "a"], EVENT_TIMESTAMP: [at(1), at(2)], "f": [1, 2]})
+    entities = pl.DataFrame({"k": "a", EVENT_TIMESTAMP: in_ns(at(2), [-1, 0, 1, 1000])})
+    joined = point_in_time_join(
+        entities.lazy(), features.lazy(), join_key="k", feature_names=["f"], strictly_before=True
+    ).collect()
+    assert joined["f"].to_list() == [1, 1, 2, 2]
