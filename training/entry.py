@@ -132,11 +132,8 @@ def materialization_metadata(request: TrainingRequest, result: FitResult) -> dic
 
 
 def is_first_rank(environ: dict[str, str] | None = None) -> bool:
-    """Whether no launcher marked this process as a later rank.
-
-    Read from the environment directly: the rank is set by the launcher (Lightning, torchrun,
-    SLURM) for this process, not deployment configuration.
-    """
+    """Whether no launcher marked this process as a later rank."""
+    # Not configuration, so not Settings: the launcher (Lightning, torchrun, SLURM) sets the rank.
     env = os.environ if environ is None else environ
     return all(env.get(name, "0") == "0" for name in RANK_VARIABLES)
 
