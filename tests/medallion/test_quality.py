@@ -196,7 +196,7 @@ def test_row_accounting_fails_a_lost_or_invented_row(silver_rows: int, off_by: i
 
 
 def test_row_accounting_holds_for_a_real_silver_run() -> None:
-    bronze = pl.DataFrame(
+    result = silver_day(
         {
             "transaction_id": ["T1", "T1", "T2", "T3", None],
             "customer_id": ["C1"] * 5,
@@ -204,15 +204,7 @@ def test_row_accounting_holds_for_a_real_silver_run() -> None:
             "device": [None] * 5,
             "event_time": ["2024-03-01T10:00:00"] * 4 + ["not a time"],
         }
-    ).with_columns(
-        pl.lit("day.csv").alias("_source_file"),
-        pl.lit("csv").alias("_source_format"),
-        pl.int_range(pl.len(), dtype=pl.Int64).alias("_row_number"),
-        pl.lit(datetime(2024, 3, 2, tzinfo=UTC)).alias("_ingested_at"),
-        pl.lit("run").alias("_run_id"),
     )
-    known = {"customer_id": ids("C1"), "merchant_id": ids("M1")}
-    result = to_silver(bronze, PAYMENTS, b"key", day=date(2024, 3, 1), known=known)
     outcome = quality.row_accounting(result)
     assert outcome.passed
     assert outcome.metadata == {
@@ -381,20 +373,9 @@ def ids(*accepted: str) -> KnownIds:
     return KnownIds(pl.Series(accepted, dtype=pl.String), pl.Series([], dtype=pl.String))
 
 
-def test_a_row_orphaned_on_two_references_counts_once_against_the_rate() -> None:
-    """4 of 10 rows name neither a known customer nor a known merchant: fewer than min_rows
-    (5) orphaned rows pass, and 40% of the rows are orphans, not 80%."""
-    orphaned = [("C_X", "M_X")] * 4
-    rows = [("C1", "M1")] * 6 + orphaned
-    bronze = pl.DataFrame(
-        {
-            "transaction_id": [f"T{i}" for i in range(len(rows))],
-            "customer_id": [c for c, _ in rows],
-            "merchant_id": [m for _, m in rows],
-            "device": ["mobile"] * len(rows),
-            "event_time": ["2024-03-01T10:00:00"] * len(rows),
-        }
-    ).with_columns(
+def silver_day(columns: dict[str, list]) -> SilverResult:
+    """``to_silver`` on one csv day of payments, with customer C1 and merchant M1 known."""
+    bronze = pl.DataFrame(columns).with_columns(
         pl.lit("day.csv").alias("_source_file"),
         pl.lit("csv").alias("_source_format"),
         pl.int_range(pl.len(), dtype=pl.Int64).alias("_row_number"),
@@ -402,7 +383,23 @@ def test_a_row_orphaned_on_two_references_counts_once_against_the_rate() -> None
         pl.lit("run").alias("_run_id"),
     )
     known = {"customer_id": ids("C1"), "merchant_id": ids("M1")}
-    result = to_silver(bronze, PAYMENTS, b"key", day=date(2024, 3, 1), known=known)
+    return to_silver(bronze, PAYMENTS, b"key", day=date(2024, 3, 1), known=known)
+
+
+def test_a_row_orphaned_on_two_references_counts_once_against_the_rate() -> None:
+    """4 of 10 rows name neither a known customer nor a known merchant: fewer than min_rows
+    (5) orphaned rows pass, and 40% of the rows are orphans, not 80%."""
+    orphaned = [("C_X", "M_X")] * 4
+    rows = [("C1", "M1")] * 6 + orphaned
+    result = silver_day(
+        {
+            "transaction_id": [f"T{i}" for i in range(len(rows))],
+            "customer_id": [c for c, _ in rows],
+            "merchant_id": [m for _, m in rows],
+            "device": ["mobile"] * len(rows),
+            "event_time": ["2024-03-01T10:00:00"] * len(rows),
+        }
+    )
     assert result.quarantine.height == 4
 
     outcome = quality.referential_integrity(result, max_rate=0.01, min_rows=5)
