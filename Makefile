@@ -5,7 +5,7 @@ export PLATFORM_HOME ?= $(CURDIR)/.platform
 export DAGSTER_HOME ?= $(PLATFORM_HOME)/dagster_home
 DEMO_ARGS ?=
 
-.PHONY: install demo dev test lint bench bench-venv catalog
+.PHONY: install demo dev test lint bench bench-venv catalog approve
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -23,7 +23,9 @@ SECRETS := $(PLATFORM_HOME)/secrets.env
 # home is first set up, so the UI counts the demo's days and nothing before them.
 DEMO_DAYS ?= 14
 CALENDAR := $(PLATFORM_HOME)/calendar.env
-WITH_SETTINGS := set -a && . $(SECRETS) && . $(CALENDAR) && set +a &&
+# Who may promote a model version to champion: on a laptop its user, unless MODEL_APPROVERS says.
+WITH_SETTINGS := set -a && . $(SECRETS) && . $(CALENDAR) && \
+	MODEL_APPROVERS=$${MODEL_APPROVERS:-$$(id -un)} && set +a &&
 
 $(SECRETS):
 	mkdir -p $(DAGSTER_HOME)
@@ -51,6 +53,10 @@ test: install
 
 catalog: install
 	$(PY) -m registry
+
+# Promote a model version that passed its gates to champion: make approve MODEL=m VERSION=n
+approve: install $(SECRETS) $(CALENDAR)
+	$(WITH_SETTINGS) $(PY) -m jobs.promote $(MODEL) $(VERSION) --reason "$(or $(REASON),approved)"
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

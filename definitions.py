@@ -12,6 +12,7 @@ import dagster as dg
 from factories import build_assets
 from factories.policies import daily_partitions
 from jobs.ingest import daily_ingest, relabel_gold
+from jobs.training import train_model
 from registry import discover
 from resources import Settings, build_resources
 
@@ -28,6 +29,10 @@ def build_definitions(settings: Settings, declarations: str = "assets") -> dg.De
         relabel, relabel_schedule = relabel_gold(late, by_key)
         jobs.append(relabel)
         schedules.append(relabel_schedule)
+    for model in registry.models.values():
+        train, train_schedule = train_model(model, registry.training_sets[model.training_set])
+        jobs.append(train)
+        schedules.append(train_schedule)
     return dg.Definitions(
         assets=assets, jobs=jobs, schedules=schedules, resources=build_resources(settings)
     )

@@ -1,4 +1,5 @@
-"""`make demo`: generate reference data and run the daily ingest for every day on local defaults.
+"""`make demo`: generate reference data, run the daily ingest for every day, then train, evaluate
+and promote each declared model, all on local defaults.
 
 Runs are recorded in the local Dagster instance ($DAGSTER_HOME), so `make dev` shows them,
 with every asset's lineage, metadata and check results, in the UI.
@@ -19,10 +20,13 @@ from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
 from definitions import build_definitions
 from feature_store.online import open_online_store
 from feature_store.serving import get_online_features
+from jobs.promote import main as promote
 from reference_data import GeneratorConfig, generate
 from registry import Registry, discover
 from resources import Lakehouse
+from resources.lakehouse_io import asset_key
 from resources.settings import Settings
+from training.models import Model
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 WORKSPACE = Path(__file__).parent / "workspace.yaml"
@@ -49,6 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--merchants", type=int, default=200)
     parser.add_argument("--drift-start-day", type=int, default=10)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--trials", type=int, default=8, help="Optuna trials per model (the declaration's: 0)"
+    )
     return parser.parse_args(argv)
 
 
@@ -96,7 +103,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{job_name} {day}: {'ok' if result.success else 'FAILED'}")
                 if not result.success:
                     failed.append(f"{job_name} {day}")
-    registry = discover()
+        registry = discover()
+        for model in registry.models.values():
+            delay = registry.training_sets[model.training_set].label_delay
+            if timedelta(days=args.days) <= delay:
+                print(
+                    f"not training {model.name}: its labels take {delay.days} days to arrive, "
+                    f"so {args.days} days hold no labelled payments (use --days 14)"
+                )
+            elif not train(defs, instance, model, args.trials, tags, settings):
+                failed.append(f"train_{model.name}")
     lakehouse = Lakehouse(root_uri=settings.lakehouse_uri, storage_options=settings.storage_options)
     print_summary(registry, lakehouse)
     as_of = datetime.combine(start + timedelta(days=args.days), time())
@@ -107,6 +123,42 @@ def main(argv: list[str] | None = None) -> int:
         print(f"failed runs: {failed}", file=sys.stderr)
         return 1
     return 0
+
+
+def train(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    model: Model,
+    trials: int,
+    tags: dict[str, str],
+    settings: Settings,
+) -> bool:
+    """Train, evaluate, and, when every gate passes, approve the version as the local approver."""
+    study = "__".join(asset_key(model.study_table).path)
+    run_config = {**QUIET, "ops": {study: {"config": {"trials": trials or None}}}}
+    result = defs.resolve_job_def(f"train_{model.name}").execute_in_process(
+        instance=instance, raise_on_error=False, run_config=run_config, tags=tags
+    )
+    print(f"train_{model.name}: {'ok' if result.success else 'FAILED'}")
+    if not result.success:
+        return False
+    [evaluation] = result.asset_materializations_for_node(
+        "__".join(asset_key(model.evaluation_table).path)
+    )
+    shown = {k: v.value for k, v in evaluation.metadata.items()}
+    version = shown["model_version"]
+    print(
+        f"{model.name} version {version}: test AUROC {shown['auroc']:.3f}, average precision "
+        f"{shown['average_precision']:.3f} (LightGBM baseline {shown['baseline_auroc']:.3f}, "
+        f"{shown['baseline_average_precision']:.3f})"
+    )
+    [check] = result.get_asset_check_evaluations()
+    print(f"gates: {check.description}")
+    if check.passed and settings.model_approvers:
+        approver = settings.model_approvers[0]
+        code = promote([model.name, str(version), "--approver", approver, "--reason", "make demo"])
+        return code == 0
+    return True
 
 
 def print_summary(registry: Registry, lakehouse: Lakehouse) -> None:

@@ -1,7 +1,7 @@
 """The registry: every declaration under ``assets/``, found once and checked as a whole.
 
 A data scientist adds a source table, a gold table, an entity, a feature view, a request
-feature or a training set by adding a file to ``assets/`` that assigns it to a module-level
+feature, a training set or a model by adding a file to ``assets/`` that assigns it to a module-level
 name; nothing keeps a list, so there is no second line to forget. What cannot work fails here,
 at definitions load, naming the file: a file that declares nothing, a declaration that imports
 Dagster, two declarations of one name, a reference to a table, entity or feature nobody
@@ -34,9 +34,12 @@ from feature_store.views import (
 )
 from medallion.derived import DerivedTable
 from medallion.sources import SourceTable
+from training.models import Model
 from training.sets import TrainingSet
 
-Declaration = Entity | SourceTable | DerivedTable | FeatureView | RequestFeature | TrainingSet
+Declaration = (
+    Entity | SourceTable | DerivedTable | FeatureView | RequestFeature | TrainingSet | Model
+)
 KINDS: dict[type, str] = {
     Entity: "entity",
     SourceTable: "source table",
@@ -44,6 +47,7 @@ KINDS: dict[type, str] = {
     FeatureView: "feature view",
     RequestFeature: "request feature",
     TrainingSet: "training set",
+    Model: "model",
 }
 
 
@@ -59,6 +63,7 @@ class Registry:
     views: dict[str, FeatureView] = field(default_factory=dict)
     request_features: dict[str, RequestFeature] = field(default_factory=dict)
     training_sets: dict[str, TrainingSet] = field(default_factory=dict)
+    models: dict[str, Model] = field(default_factory=dict)
     files: dict[tuple[str, str], str] = field(default_factory=dict)
     """(kind, name) to the file that declares it, for messages."""
 
@@ -70,6 +75,7 @@ class Registry:
             "feature view": self.views,
             "request feature": self.request_features,
             "training set": self.training_sets,
+            "model": self.models,
         }[kind]  # type: ignore[return-value]
 
     def tables(self) -> list[tuple[str, str]]:
@@ -103,8 +109,8 @@ def discover(package: ModuleType | str = "assets") -> Registry:
         if not owned:
             raise DeclarationError(
                 f"{file} declares nothing: assign a SourceTable, DerivedTable, Entity, "
-                "FeatureView, RequestFeature or TrainingSet to a module-level name (helpers go "
-                "in a module whose name starts with '_')"
+                "FeatureView, RequestFeature, TrainingSet or Model to a module-level name "
+                "(helpers go in a module whose name starts with '_')"
             )
         for value in owned:
             _add(registry, value, file)
@@ -194,10 +200,16 @@ def _check_references(registry: Registry) -> None:
         for name in spec.request_features:
             if name not in registry.request_features:
                 fail("training set", spec.name, f"computes undeclared request feature {name!r}")
+    for model in registry.models.values():
+        if model.training_set not in registry.training_sets:
+            fail("model", model.name, f"trains on undeclared training set {model.training_set!r}")
+        spec = registry.training_sets[model.training_set]
+        if missing := [c for c in model.inputs() if c not in spec.output_columns]:
+            fail("model", model.name, f"reads {missing}, not columns of training set {spec.name!r}")
 
 
 def catalog(registry: Registry) -> dict[str, pl.DataFrame]:
-    """What a person browses: the source tables, derived tables and features declared."""
+    """What a person browses: the source tables, derived tables, features and models declared."""
     return {
         "source tables": pl.DataFrame(
             [
@@ -224,6 +236,20 @@ def catalog(registry: Registry) -> dict[str, pl.DataFrame]:
             ]
         ),
         "features": feature_listing(registry.views, registry.request_features),
+        "models": pl.DataFrame(
+            [
+                {
+                    "model": m.name,
+                    "training set": m.training_set,
+                    "inputs": len(m.columns.categorical) + len(m.columns.numeric),
+                    "tunes": ", ".join(m.search_space),
+                    "maximizes": m.metric,
+                    "promotion": "auto" if m.auto_promote else "approval",
+                    "file": registry.files["model", m.name],
+                }
+                for m in registry.models.values()
+            ]
+        ),
     }
 
 

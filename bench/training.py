@@ -2,7 +2,8 @@
 
     python bench/training.py [--rows N] [--batch-sizes 1024,4096] [--epochs E]
                              [--categorical C] [--numeric K] [--delta-rows N] [--device cpu|cuda]
-                             [--threads T] [--workdir DIR]
+                             [--threads T] [--workdir DIR] [--measurements train,delta,study]
+                             [--study-rows N] [--study-trials T] [--study-epochs E]
 
 On one device (cuda when there is one, else cpu) it times, per batch size:
 
@@ -19,7 +20,9 @@ goal is at least 0.9. The anchor runs before and after ours and keeps its better
 Then ``delta_to_tensors``: a Delta table written with the ``Lakehouse`` is read back as the
 Pipes entry point reads it (``Lakehouse.scan(...).select(...).collect()``), split, encoded and
 placed on the device, in rows per second (``--delta-rows 0`` skips it, e.g. on a machine
-without ``deltalake``). One JSON line per measurement.
+without ``deltalake``). Then ``study_pruning``: the wall time of a ``training.study`` study
+(TPE, median pruning after one warm-up epoch) against the same study, same data and seed, with
+``optuna.pruners.NopPruner``; the goal is a ratio of at most 0.5. One JSON line per measurement.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import optuna
 import polars as pl
 import torch
 from torch.nn import functional as F
@@ -40,10 +44,15 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.data import Columns, Splits, Tensors, encode, fit_encoding, resident, split_by
+from training.entry import ParquetSource
+from training.models import Choice, FloatRange, IntRange, Study
 from training.module import FraudNet, Hyperparameters
+from training.study import StudyRequest, run_study
 from training.trainer import TrainerSettings, fit
 
 GOAL = 0.9
+STUDY_GOAL = 0.5
+MEASUREMENTS = ("train", "delta", "study")
 TABLE = "training/bench_dataset"
 
 
@@ -186,6 +195,63 @@ def bench_delta(
     }
 
 
+def bench_study(
+    frame: pl.DataFrame,
+    columns: Columns,
+    device: torch.device,
+    work: Path,
+    args: argparse.Namespace,
+) -> dict:
+    """The same study twice, on a fresh storage each: median pruning, then no pruning."""
+    data = work / "study_set.parquet"
+    frame.write_parquet(data)
+    splits = split_by(frame)
+    plan = Study(trials=args.study_trials, epochs=args.study_epochs, warmup_epochs=1, seed=0)
+    space = {
+        "learning_rate": FloatRange(3e-4, 1e-2, log=True),
+        "weight_decay": FloatRange(1e-6, 1e-2, log=True),
+        "dropout": FloatRange(0.0, 0.4),
+        "embedding_dim": IntRange(4, 16, step=4),
+        "hidden": Choice(((64,), (128, 64), (256, 128))),
+    }
+    settings = TrainerSettings(accelerator=device.type, devices=1)
+    # Warm-up (first Trainer, first kernels): neither study should pay for it.
+    fit(splits, columns, Hyperparameters(batch_size=1024, epochs=1), settings, None)
+    seconds, results = {}, {}
+    for name, pruner in (("with_pruning", None), ("without_pruning", optuna.pruners.NopPruner())):
+        request = StudyRequest(
+            source=ParquetSource(str(data)),
+            columns=columns,
+            base=Hyperparameters(batch_size=1024, epochs=args.study_epochs),
+            space=space,
+            metric="validation_average_precision",
+            study=plan,
+            storage=f"sqlite:///{work / f'{name}.db'}",
+            study_name=name,
+            settings=settings,
+        )
+        start = time.perf_counter()
+        results[name] = run_study(request, splits, pruner=pruner)
+        seconds[name] = time.perf_counter() - start
+    pruned, unpruned = results["with_pruning"], results["without_pruning"]
+    return {
+        "bench": "study_pruning",
+        "anchor": "same study without pruning",
+        "trials": plan.trials,
+        "epochs_per_trial": plan.epochs,
+        "train_rows": splits.train.height,
+        "with_pruning_s": round(seconds["with_pruning"], 2),
+        "without_pruning_s": round(seconds["without_pruning"], 2),
+        "ratio": round(seconds["with_pruning"] / seconds["without_pruning"], 3),
+        "goal": f"<= {STUDY_GOAL}",
+        "pruned": pruned.pruned,
+        "epochs_trained": sum(t["epochs"] for t in pruned.history),
+        "anchor_epochs_trained": sum(t["epochs"] for t in unpruned.history),
+        "best_value": round(pruned.best_value, 4),
+        "anchor_best_value": round(unpruned.best_value, 4),
+    }
+
+
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -206,7 +272,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--measurements", default=",".join(MEASUREMENTS), help="which to run")
+    parser.add_argument("--study-rows", type=int, default=50_000, help="rows of the study frame")
+    parser.add_argument("--study-trials", type=int, default=20)
+    parser.add_argument("--study-epochs", type=int, default=8, help="epochs of each trial")
     args = parser.parse_args(argv)
+    measurements = set(args.measurements.split(","))
+    if measurements - set(MEASUREMENTS):
+        parser.error(f"--measurements: choose among {','.join(MEASUREMENTS)}")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.epochs < 2:
@@ -226,11 +299,17 @@ def main(argv: list[str] | None = None) -> int:
         "threads": torch.get_num_threads(),
     }
     try:
-        splits = split_by(synthetic(args.rows, args.categorical, args.numeric))
-        for batch_size in (int(size) for size in args.batch_sizes.split(",")):
-            emit(common | bench_training(splits, columns, batch_size, args.epochs, device, work))
-        if args.delta_rows:
+        if "train" in measurements:
+            splits = split_by(synthetic(args.rows, args.categorical, args.numeric))
+            for batch_size in (int(size) for size in args.batch_sizes.split(",")):
+                emit(
+                    common | bench_training(splits, columns, batch_size, args.epochs, device, work)
+                )
+        if "delta" in measurements and args.delta_rows:
             emit(common | bench_delta(args.delta_rows, columns, device, work, args))
+        if "study" in measurements:
+            frame = synthetic(args.study_rows, args.categorical, args.numeric, seed=2)
+            emit(common | bench_study(frame, columns, device, work, args))
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)

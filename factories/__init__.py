@@ -1,7 +1,8 @@
 """The Dagster side: what turns the declarations in ``assets/`` into assets, checks and metadata.
 
 One factory per kind: ``sources`` (bronze and silver of a source table), ``derived`` (a gold
-table), ``features`` (feature views and the online store), ``training`` (training sets).
+table), ``features`` (feature views and the online store), ``training`` (training sets), ``models``
+(a model's study, training run and evaluation).
 Engines (medallion/, feature_store/, training/) know nothing of Dagster or of the declarations;
 the code here wires them together.
 """
@@ -14,6 +15,7 @@ import dagster as dg
 
 from factories.derived import derived_asset
 from factories.features import feature_view_asset, online_store_asset
+from factories.models import model_assets
 from factories.sources import source_assets
 from factories.training import training_set_asset
 from registry import Registry
@@ -35,5 +37,10 @@ def build_assets(
             *(
                 training_set_asset(spec, registry.views, registry.request_features, daily)
                 for spec in registry.training_sets.values()
+            ),
+            *(
+                asset
+                for model in registry.models.values()
+                for asset in model_assets(model, registry.training_sets[model.training_set])
             ),
         ]

@@ -1,9 +1,9 @@
 """Synthetic card-payment landing data with known fraud, late labels, bad records and drift.
 
 The platform needs data whose problems are known in advance: fraud that only shows through
-chargebacks weeks later, malformed rows, re-sent rows, schema drift and a distribution shift. This
-module writes such data into the landing layout of `medallion.tables` and reports exactly what it
-injected, so bronze, silver and the models can be tested against ground truth.
+chargebacks days or weeks later, malformed rows, re-sent rows, schema drift and a distribution
+shift. This module writes such data into the landing layout of `medallion.tables` and reports
+exactly what it injected, so bronze, silver and the models can be tested against ground truth.
 
 Every random draw comes from a generator seeded by (seed, stream, day, ...), never from the
 formats or from the order files are written in, so the same config always gives the same rows and
@@ -673,14 +673,15 @@ def _disputes(
     number: np.ndarray,
     amount: np.ndarray,
 ) -> _Disputes:
-    """Chargebacks for one day of payments: most fraud and a few legit ones, 1-45 days later."""
+    """Chargebacks for one day of payments: most fraud (usually within a week) and a few legit
+    ones, 1-45 days later."""
     rng = _rng(config, _CHARGEBACK_STREAM, day)
     u = rng.random(event_us.size)
     disputed = np.flatnonzero(np.where(fraud, u < _FRAUD_DISPUTE_RATE, u < _LEGIT_DISPUTE_RATE))
     is_fraud = fraud[disputed]
     delay_days = np.where(
         is_fraud,
-        1.0 + rng.gamma(2.5, 5.0, size=disputed.size),
+        1.0 + rng.gamma(2.0, 2.0, size=disputed.size),  # fraud: most within a week
         2.0 + rng.gamma(2.0, 6.0, size=disputed.size),
     )
     delay = np.clip((delay_days * _DAY_US).astype(np.int64), _DAY_US, _MAX_DISPUTE_DAYS * _DAY_US)

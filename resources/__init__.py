@@ -12,13 +12,18 @@ from resources.lakehouse_io import LakehouseIOManager
 from resources.landing_zone import LandingZone
 from resources.pseudonymizer import Pseudonymizer
 from resources.settings import Settings
+from resources.tracking import MlflowTracking
+from resources.trainer import StudyStorage, Trainer
 
 __all__ = [
     "Lakehouse",
     "LakehouseIOManager",
     "LandingZone",
+    "MlflowTracking",
     "Pseudonymizer",
     "Settings",
+    "StudyStorage",
+    "Trainer",
     "build_resources",
 ]
 
@@ -34,4 +39,10 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
         ),
         "pseudonymizer": Pseudonymizer(key=dg.EnvVar("PSEUDONYMIZATION_KEY")),
         "online_store": OnlineStoreResource(url=settings.online_store_url),
+        "pipes": dg.PipesSubprocessClient(),
+        "trainer": Trainer(**settings.training),
+        "mlflow": MlflowTracking(
+            tracking_uri=settings.mlflow_tracking_uri, artifact_root=settings.mlflow_artifact_root
+        ),
+        "studies": StudyStorage(url=settings.optuna_storage),
     }

@@ -123,6 +123,18 @@ class Lakehouse(dg.ConfigurableResource):
         )
         return DeltaCommit(table, self.table_uri(table), self.version(table), frame.height)
 
+    def append(self, table: str, frame: pl.DataFrame) -> DeltaCommit:
+        """Add ``frame``'s rows to an unpartitioned ``table`` (created on first use), keeping
+        every row already there, as a log that is never rewritten needs."""
+        write_deltalake(
+            self.table_uri(table),
+            frame.to_arrow(),
+            mode="append",
+            schema_mode="merge",
+            storage_options=self.storage_options or None,
+        )
+        return DeltaCommit(table, self.table_uri(table), self.version(table), frame.height)
+
     def scan(
         self,
         table: str,

@@ -13,6 +13,17 @@ Everything is read from the environment, so switching a deployment is configurat
   for an ``s3://`` lake or landing zone, passed to each as storage options.
 - ``ONLINE_STORE_URL``: ``sqlite:///path.db`` or ``redis://host:port/db``; defaults to a SQLite
   file under ``$PLATFORM_HOME`` locally and is required in production.
+- ``MLFLOW_TRACKING_URI``: the MLflow tracking (and registry) server or database; defaults to a
+  SQLite file under ``$PLATFORM_HOME/mlflow`` locally and is required in production.
+  ``MLFLOW_ARTIFACT_ROOT``: where new experiments keep artifacts (``s3://...`` in production);
+  defaults to ``$PLATFORM_HOME/mlflow/artifacts`` locally, the server's own choice otherwise.
+- ``OPTUNA_STORAGE``: the RDB URL of hyperparameter studies; defaults to a SQLite file under
+  ``$PLATFORM_HOME`` locally and is required in production.
+- ``TRAINING_ACCELERATOR``, ``TRAINING_DEVICES``, ``TRAINING_STRATEGY``: where models train (the
+  ``lightning.Trainer`` arguments); ``auto`` each by default: every GPU there is, with DDP when
+  there are several, else the CPU.
+- ``MODEL_APPROVERS``: comma-separated people who may promote a model version to ``champion``;
+  nobody by default.
 - ``PIPELINE_START_DATE``: first daily partition, ``YYYY-MM-DD``; defaults to 2024-01-01.
 - ``PSEUDONYMIZATION_KEY``: secret for the keyed hash of PII; never has a default.
 """
@@ -39,6 +50,12 @@ class Settings:
     lakehouse_uri: str
     landing_uri: str
     online_store_url: str
+    mlflow_tracking_uri: str = ""
+    mlflow_artifact_root: str | None = None
+    optuna_storage: str = ""
+    model_approvers: tuple[str, ...] = ()
+    training: dict[str, str] = field(default_factory=dict)
+    """``lightning.Trainer`` arguments set in the environment: accelerator, devices, strategy."""
     partition_start: str = "2024-01-01"
     storage_options: dict[str, str] = field(default_factory=dict)
     """The lake's S3 options; empty for a local lake."""
@@ -52,7 +69,12 @@ class Settings:
         if environment not in ("local", "production"):
             raise ValueError(f"PLATFORM_ENV must be 'local' or 'production', got {environment!r}")
         home = Path(env.get("PLATFORM_HOME", DEFAULT_HOME)).resolve()
-        for required in ("LAKEHOUSE_URI", "ONLINE_STORE_URL"):
+        for required in (
+            "LAKEHOUSE_URI",
+            "ONLINE_STORE_URL",
+            "MLFLOW_TRACKING_URI",
+            "OPTUNA_STORAGE",
+        ):
             if environment == "production" and required not in env:
                 raise ValueError(f"PLATFORM_ENV=production needs {required}")
         lakehouse_uri = env.get("LAKEHOUSE_URI", str(home / "lake"))
@@ -63,6 +85,22 @@ class Settings:
             lakehouse_uri=lakehouse_uri,
             landing_uri=landing_uri,
             online_store_url=env.get("ONLINE_STORE_URL", f"sqlite:///{home / 'online.db'}"),
+            mlflow_tracking_uri=env.get(
+                "MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
+            ),
+            mlflow_artifact_root=env.get(
+                "MLFLOW_ARTIFACT_ROOT",
+                str(home / "mlflow" / "artifacts") if environment == "local" else None,
+            ),
+            optuna_storage=env.get("OPTUNA_STORAGE", f"sqlite:///{home / 'optuna.db'}"),
+            model_approvers=tuple(
+                name.strip() for name in env.get("MODEL_APPROVERS", "").split(",") if name.strip()
+            ),
+            training={
+                name: env[f"TRAINING_{name.upper()}"]
+                for name in ("accelerator", "devices", "strategy")
+                if f"TRAINING_{name.upper()}" in env
+            },
             partition_start=env.get("PIPELINE_START_DATE", "2024-01-01"),
             storage_options=s3_storage_options(lakehouse_uri, env),
             landing_storage_options=s3_storage_options(landing_uri, env),

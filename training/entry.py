@@ -14,8 +14,9 @@ lake's options come from this process's environment, as everywhere else in the p
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 from dagster_pipes import (
@@ -28,6 +29,11 @@ from training.data import Columns, split_by
 from training.module import Hyperparameters
 from training.trainer import FitResult, TrainerSettings, fit
 
+if TYPE_CHECKING:
+    from training.study import StudyRequest
+
+MODEL_ARTIFACTS = "model"
+"""The run's artifact folder holding what ``training.trainer.save`` wrote."""
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
 """Set by Lightning's launcher, torchrun or Slurm in a process that is not the first rank."""
 
@@ -47,6 +53,28 @@ class ParquetSource:
 
 
 @dataclass(frozen=True)
+class MlflowRun:
+    """A run the Dagster side opened; the URI names a server or database, never a secret."""
+
+    tracking_uri: str
+    run_id: str
+
+
+def source_to_json(source: DeltaSource | ParquetSource) -> dict[str, Any]:
+    """A source as Pipes extras: its fields and its ``kind``."""
+    kind = "delta" if isinstance(source, DeltaSource) else "parquet"
+    return {"kind": kind, **vars(source)}
+
+
+def source_from_json(data: dict[str, Any]) -> DeltaSource | ParquetSource:
+    source = dict(data)
+    kind = source.pop("kind")
+    if kind not in ("delta", "parquet"):
+        raise ValueError(f"unknown training data kind {kind!r}: 'delta' or 'parquet'")
+    return DeltaSource(**source) if kind == "delta" else ParquetSource(**source)
+
+
+@dataclass(frozen=True)
 class TrainingRequest:
     """Everything one run needs; the rows of each split are named in ``split_column``."""
 
@@ -56,35 +84,34 @@ class TrainingRequest:
     settings: TrainerSettings
     output_dir: str
     split_column: str = "split"
+    tracking: MlflowRun | None = None
+    """The MLflow run the first rank logs epochs, test scores and the model files into."""
 
     def to_extras(self) -> dict[str, Any]:
-        kind = "delta" if isinstance(self.source, DeltaSource) else "parquet"
         return {
-            "source": {"kind": kind, **vars(self.source)},
+            "source": source_to_json(self.source),
             "columns": self.columns.to_json(),
             "hyperparameters": self.hyperparameters.to_json(),
             "trainer": self.settings.to_json(),
             "output_dir": self.output_dir,
             "split_column": self.split_column,
+            "tracking": vars(self.tracking) if self.tracking else None,
         }
 
     @classmethod
     def from_extras(cls, extras: dict[str, Any]) -> TrainingRequest:
-        source = dict(extras["source"])
-        kind = source.pop("kind")
-        if kind not in ("delta", "parquet"):
-            raise ValueError(f"unknown training data kind {kind!r}: 'delta' or 'parquet'")
         return cls(
-            source=DeltaSource(**source) if kind == "delta" else ParquetSource(**source),
+            source=source_from_json(extras["source"]),
             columns=Columns.from_json(extras["columns"]),
             hyperparameters=Hyperparameters.from_json(extras["hyperparameters"]),
             settings=TrainerSettings.from_json(extras["trainer"]),
             output_dir=extras["output_dir"],
             split_column=extras.get("split_column", "split"),
+            tracking=MlflowRun(**extras["tracking"]) if extras.get("tracking") else None,
         )
 
 
-def read_rows(request: TrainingRequest) -> pl.DataFrame:
+def read_rows(request: TrainingRequest | StudyRequest) -> pl.DataFrame:
     """Only the columns the run uses, read straight into Arrow-backed polars."""
     columns = request.columns
     wanted = [*columns.categorical, *columns.numeric, columns.label, request.split_column]
@@ -116,6 +143,27 @@ def train(request: TrainingRequest) -> FitResult:
     )
 
 
+def log_to_mlflow(run: MlflowRun, result: FitResult) -> None:
+    """Per-epoch metrics at their epoch, the test scores, and the saved model as ``model/``."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    client = MlflowClient(tracking_uri=run.tracking_uri, registry_uri=run.tracking_uri)
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(name, float(value), now, epoch.epoch)
+        for epoch in result.history
+        for name, value in vars(epoch).items()
+        if name != "epoch"
+    ]
+    metrics += [
+        Metric(name, float(getattr(result, name)), now, 0)
+        for name in ("test_auroc", "test_average_precision", "samples_per_second")
+    ]
+    client.log_batch(run.run_id, metrics=metrics)
+    client.log_artifacts(run.run_id, str(result.output_dir), artifact_path=MODEL_ARTIFACTS)
+
+
 def materialization_metadata(request: TrainingRequest, result: FitResult) -> dict[str, Any]:
     """What the asset shows: test and last validation scores, throughput, the saved model."""
     last = result.history[-1]
@@ -128,6 +176,7 @@ def materialization_metadata(request: TrainingRequest, result: FitResult) -> dic
         "epochs": {"raw_value": result.metrics()["epochs"], "type": "json"},
         "output_dir": {"raw_value": str(result.output_dir), "type": "path"},
         "training_request": {"raw_value": request.to_extras(), "type": "json"},
+        **({"mlflow_run_id": request.tracking.run_id} if request.tracking else {}),
     }
 
 
@@ -147,6 +196,8 @@ def main() -> None:
             request = TrainingRequest.from_extras(dict(pipes.extras))
             pipes.log.info(f"training on {request.source} into {request.output_dir}")
             result = train(request)
+            if request.tracking:
+                log_to_mlflow(request.tracking, result)
             pipes.report_asset_materialization(metadata=materialization_metadata(request, result))
         return
     # A later rank: same request, read without opening a second message channel.

@@ -16,10 +16,11 @@ What the frame promises, row by row:
 - **Labels known by the cutoff.** The label is true only where ``label_known_at <= cutoff``;
   events younger than ``cutoff - label_delay`` are left out, since most of their labels have not
   arrived yet and they would read as negatives.
-- **A temporal split with gaps.** Rows in event time order are cut at the declared fractions
-  into ``train``, ``validation`` and ``test`` (the ``split`` column ``training.data.split_by``
-  reads); the ``gap`` after each cut is dropped so that no split's labels overlap the next
-  split's period. Rows at one event time always share a split.
+- **A temporal split with gaps.** Rows in event time order are cut into ``train``,
+  ``validation`` and ``test`` (the ``split`` column ``training.data.split_by`` reads), the last
+  two at their declared share of the rows; the ``gap`` before each later split is dropped from
+  the end of the one before, so that no split's labels overlap the next split's period. Rows at
+  one event time always share a split.
 - **Determinism.** The same inputs and cutoff give the same frame, row order included.
 """
 
@@ -96,14 +97,7 @@ class TrainingSet:
             fail("keeps no source columns")
         if self.event_time not in self.columns:
             fail(f"the event time {self.event_time!r} must be one of the kept columns")
-        feature_names = [parse_reference(r)[1] for r in self.features]
-        output = [
-            *self.columns,
-            *feature_names,
-            *self.request_features,
-            self.label,
-            SPLIT,
-        ]
+        output = self.output_columns
         if clash := sorted({n for n in output if output.count(n) > 1}):
             fail(f"column names {clash} appear twice (columns, features, label, {SPLIT!r})")
         if self.label_known_at in (self.label, SPLIT):
@@ -114,6 +108,12 @@ class TrainingSet:
     @property
     def table(self) -> str:
         return f"training/{self.name}"
+
+    @property
+    def output_columns(self) -> tuple[str, ...]:
+        """The columns of ``training/<name>``, in order."""
+        features = [parse_reference(r)[1] for r in self.features]
+        return (*self.columns, *features, *self.request_features, self.label, SPLIT)
 
 
 def feature_references(
@@ -180,32 +180,37 @@ def build_training_set(
 def assign_splits(frame: pl.DataFrame, event_time: str, split: Split) -> pl.DataFrame:
     """``frame``, sorted by ``event_time``, with the ``split`` column; gap rows dropped.
 
-    The cuts are the event times of the rows at the declared fractions: ``train`` is before the
-    first cut, ``validation`` from the first cut plus the gap to the second cut, ``test`` from
-    the second cut plus the gap on.
+    Cut from the end, so the splits that judge a model keep their declared share of the rows:
+    ``test`` is the last ``split.test`` of them, ``validation`` the ``split.validation`` before
+    that, and each gap comes out of the end of the split before it (``train`` absorbs them).
+    Rows at one time always share a split: a cut inside them moves them all to the later one.
     """
+    frame = frame.sort(event_time, maintain_order=True)
     times = frame[event_time]
-    n = frame.height
-
-    def cut(fraction: float) -> datetime | None:
-        index = round(n * fraction)
-        return times[index] if index < n else None
-
-    first, second = cut(split.train), cut(split.train + split.validation)
     at = pl.col(event_time)
 
+    def start_of(rows: int, before: datetime | None) -> datetime | None:
+        """The time of the first of the last ``rows`` rows dated before ``before``."""
+        earlier = times if before is None else times.filter(times < before)
+        return earlier[earlier.len() - rows] if 0 < rows <= earlier.len() else None
+
     def since(bound: datetime | None) -> pl.Expr:
-        return pl.lit(False) if bound is None else at >= bound + split.gap
+        return pl.lit(False) if bound is None else at >= bound
 
-    def before(bound: datetime | None) -> pl.Expr:
-        return pl.lit(True) if bound is None else at < bound
+    def until(bound: datetime | None) -> pl.Expr:
+        return pl.lit(True) if bound is None else at < bound - split.gap
 
+    test = start_of(round(frame.height * split.test), None)
+    validation = start_of(
+        round(frame.height * split.validation),
+        None if test is None else test - split.gap,
+    )
     label = (
-        pl.when(before(first))
-        .then(pl.lit(SPLITS[0]))
-        .when(since(first) & before(second))
-        .then(pl.lit(SPLITS[1]))
-        .when(since(second))
+        pl.when(since(test))
         .then(pl.lit(SPLITS[2]))
+        .when(since(validation) & until(test))
+        .then(pl.lit(SPLITS[1]))
+        .when(until(validation) & until(test))
+        .then(pl.lit(SPLITS[0]))
     )
     return frame.with_columns(label.alias(SPLIT)).filter(pl.col(SPLIT).is_not_null())

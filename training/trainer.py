@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,8 @@ class FitResult:
     test_average_precision: float
     samples_per_second: float
     """Training rows per second over all ranks, batches only (no validation, no test)."""
-    output_dir: Path
+    output_dir: Path | None
+    """Where the model was saved; None when the run was not to be saved (a study's trial)."""
     global_rank: int
     """This process's rank: only rank 0 has written ``output_dir`` and should report."""
 
@@ -104,9 +106,14 @@ def fit(
     columns: Columns,
     hyperparameters: Hyperparameters,
     settings: TrainerSettings,
-    output_dir: str | Path,
+    output_dir: str | Path | None,
+    *,
+    callbacks: Sequence[L.Callback] = (),
 ) -> FitResult:
     """Train on ``splits.train``, validate every epoch, test once, save to ``output_dir``.
+
+    ``output_dir`` None saves nothing (a study's trial only needs the scores); ``callbacks`` are
+    Lightning's (a study's pruning callback may stop the run by raising out of ``fit``).
 
     Seeded by ``hyperparameters.seed``; on CPU the run is also deterministic (same seed, same
     weights). Lightning keeps to the per-step minimum: no progress bar, model summary, logger,
@@ -137,11 +144,12 @@ def fit(
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        callbacks=list(callbacks),
     )
     datamodule = _DeviceData(data, hyperparameters.batch_size, hyperparameters.seed)
     trainer.fit(module, datamodule=datamodule)
     trainer.test(module, datamodule=datamodule, verbose=False)
-    output = Path(output_dir)
+    output = None if output_dir is None else Path(output_dir)
     history = tuple(module.history)
     result = FitResult(
         history=history,
@@ -152,7 +160,7 @@ def fit(
         output_dir=output,
         global_rank=trainer.global_rank,
     )
-    if trainer.is_global_zero:
+    if trainer.is_global_zero and output is not None:
         save(output, module.network, columns, encoding, hyperparameters)
         (output / METRICS).write_text(json.dumps(result.metrics(), indent=2))
     _finish_ranks(trainer)

@@ -1,4 +1,4 @@
-"""A data scientist adds a source table and a feature view by adding one file each.
+"""A data scientist adds a source table, a feature view or a model by adding one file each.
 
 Done here as they would do it: in a copy of the project, two new files under assets/, landing
 files for the new table, one daily ingest. Nothing else in the copy is edited.
@@ -115,7 +115,45 @@ print(json.dumps({"success": result.success, "generated_devices": generated_devi
 """
 
 
-def test_a_source_table_and_a_feature_view_are_one_file_each(tmp_path: Path) -> None:
+SMALL_SCORER = '''
+"""A smaller fraud model: the payment and the customer's velocity only."""
+
+from training.data import Columns
+from training.models import FloatRange, Gates, Model
+from training.module import Hyperparameters
+
+SMALL_SCORER = Model(
+    name="small_scorer",
+    training_set="fraud",
+    columns=Columns(
+        categorical=("channel",), numeric=("amount", "txn_count_24h"), label="is_fraud"
+    ),
+    hyperparameters=Hyperparameters(hidden=(32,)),
+    search_space={"learning_rate": FloatRange(1e-4, 1e-2, log=True)},
+    slices=("channel",),
+    gates=Gates(
+        min_auroc=0.7, min_average_precision=0.1, target_precision=0.5, max_bias_gap=0.3
+    ),
+    owner="team:someone",
+)
+'''
+
+LIST_ASSETS = """
+import json, sys
+from definitions import build_definitions
+from resources import Settings
+
+defs = build_definitions(Settings.from_env({"PLATFORM_HOME": sys.argv[1]}))
+graph = defs.resolve_asset_graph()
+print(json.dumps({
+    "assets": sorted(k.to_user_string() for k in graph.get_all_asset_keys()),
+    "jobs": sorted(job.name for job in defs.resolve_all_job_defs()),
+}))
+"""
+
+
+def run_in_copy(tmp_path: Path, files: dict[str, str], script: str) -> dict[str, object]:
+    """Run ``script`` in a copy of the project with ``files`` added; its last line as JSON."""
     project = tmp_path / "project"
     shutil.copytree(
         ROOT,
@@ -124,11 +162,10 @@ def test_a_source_table_and_a_feature_view_are_one_file_each(tmp_path: Path) -> 
             ".venv*", ".platform", ".git", "__pycache__", "*_cache", "tests", "bench"
         ),
     )
-    (project / "assets" / "sources" / "devices.py").write_text(textwrap.dedent(DEVICES))
-    (project / "assets" / "features" / "big_spender.py").write_text(textwrap.dedent(BIG_SPENDER))
-
+    for path, text in files.items():
+        (project / path).write_text(textwrap.dedent(text))
     done = subprocess.run(
-        [sys.executable, "-c", RUN, str(tmp_path / "home")],
+        [sys.executable, "-c", script, str(tmp_path / "home")],
         cwd=project,
         env={**os.environ, "PSEUDONYMIZATION_KEY": "k" * 32, "PYTHONPATH": str(project)},
         capture_output=True,
@@ -136,7 +173,22 @@ def test_a_source_table_and_a_feature_view_are_one_file_each(tmp_path: Path) -> 
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-4000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_model_is_one_file(tmp_path: Path) -> None:
+    report = run_in_copy(tmp_path, {"assets/models/small_scorer.py": SMALL_SCORER}, LIST_ASSETS)
+    for asset in ("training/small_scorer_study", "models/small_scorer", "evaluation/small_scorer"):
+        assert asset in report["assets"]
+    assert "train_small_scorer" in report["jobs"]
+
+
+def test_a_source_table_and_a_feature_view_are_one_file_each(tmp_path: Path) -> None:
+    report = run_in_copy(
+        tmp_path,
+        {"assets/sources/devices.py": DEVICES, "assets/features/big_spender.py": BIG_SPENDER},
+        RUN,
+    )
     assert report["success"]
     assert not report["generated_devices"], "the generator writes only the tables it knows"
     # bronze = silver + quarantine: the unknown operating system is quarantined, nothing lost

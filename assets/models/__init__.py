@@ -1,0 +1,1 @@
+"""Models: one file each, a ``Model`` (training set, inputs, search space, gates)."""
