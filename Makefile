@@ -48,8 +48,9 @@ demo: install $(SECRETS) $(CALENDAR) $(DAGSTER_YAML)
 dev: install $(SECRETS) $(CALENDAR) $(DAGSTER_YAML)
 	$(WITH_SETTINGS) $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3001
 
+# Two workers, one test file each: the suite's slow files (training, Pipes, servers) overlap.
 test: install
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n 2 --dist loadfile
 
 catalog: install
 	$(PY) -m registry

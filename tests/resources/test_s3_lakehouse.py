@@ -78,6 +78,8 @@ def test_daily_ingest_runs_unchanged_on_an_s3_lake(
             "LAKEHOUSE_URI": "s3://lake/prod",
             "LANDING_URI": str(tmp_path / "landing"),
             "ONLINE_STORE_URL": f"sqlite:///{tmp_path / 'online.db'}",
+            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "OPTUNA_STORAGE": f"sqlite:///{tmp_path / 'optuna.db'}",
             "AWS_ENDPOINT_URL": s3_endpoint,
             **CREDENTIALS,
         }

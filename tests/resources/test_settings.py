@@ -23,8 +23,19 @@ def test_local_defaults_live_under_platform_home(tmp_path: Path) -> None:
 def test_production_requires_explicit_services() -> None:
     with pytest.raises(ValueError, match="LAKEHOUSE_URI"):
         Settings.from_env({"PLATFORM_ENV": "production"})
+    services = {"PLATFORM_ENV": "production", "LAKEHOUSE_URI": "s3://lake/prod"}
     with pytest.raises(ValueError, match="ONLINE_STORE_URL"):
-        Settings.from_env({"PLATFORM_ENV": "production", "LAKEHOUSE_URI": "s3://lake/prod"})
+        Settings.from_env(services)
+    services["ONLINE_STORE_URL"] = "redis://127.0.0.1:6379/0"
+    with pytest.raises(ValueError, match="MLFLOW_TRACKING_URI"):
+        Settings.from_env(services)
+    services["MLFLOW_TRACKING_URI"] = "http://127.0.0.1:5000"
+    with pytest.raises(ValueError, match="OPTUNA_STORAGE"):
+        Settings.from_env(services)
+    services["OPTUNA_STORAGE"] = "postgresql://optuna@127.0.0.1/optuna"
+    settings = Settings.from_env(services | {"MODEL_APPROVERS": " alice, bob ,"})
+    assert settings.mlflow_artifact_root is None  # the tracking server decides
+    assert settings.model_approvers == ("alice", "bob")
 
 
 def test_unknown_environment_is_rejected() -> None:
@@ -38,6 +49,8 @@ def test_s3_lake_takes_credentials_from_the_environment() -> None:
             "PLATFORM_ENV": "production",
             "LAKEHOUSE_URI": "s3://lake/prod",
             "ONLINE_STORE_URL": "redis://127.0.0.1:6379/0",
+            "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+            "OPTUNA_STORAGE": "postgresql://optuna@127.0.0.1/optuna",
             "AWS_ENDPOINT_URL": "http://127.0.0.1:9000",
             "AWS_ACCESS_KEY_ID": "id",
             "AWS_SECRET_ACCESS_KEY": "secret",
