@@ -139,12 +139,16 @@ def train(
     result = defs.resolve_job_def(f"train_{model.name}").execute_in_process(
         instance=instance, raise_on_error=False, run_config=run_config, tags=tags
     )
-    print(f"train_{model.name}: {'ok' if result.success else 'FAILED'}")
-    if not result.success:
-        return False
-    [evaluation] = result.asset_materializations_for_node(
+    evaluations = result.asset_materializations_for_node(
         "__".join(asset_key(model.evaluation_table).path)
     )
+    checks = result.get_asset_check_evaluations()
+    if not evaluations or not checks:
+        print(f"train_{model.name}: FAILED")
+        return False
+    # A version that misses a gate is an outcome, not a fault: it is registered, not promoted.
+    print(f"train_{model.name}: {'ok' if result.success else 'ok, the version missed a gate'}")
+    [evaluation] = evaluations
     shown = {k: v.value for k, v in evaluation.metadata.items()}
     version = shown["model_version"]
     print(
@@ -152,7 +156,7 @@ def train(
         f"{shown['average_precision']:.3f} (LightGBM baseline {shown['baseline_auroc']:.3f}, "
         f"{shown['baseline_average_precision']:.3f})"
     )
-    [check] = result.get_asset_check_evaluations()
+    [check] = checks
     print(f"gates: {check.description}")
     if check.passed and settings.model_approvers:
         approver = settings.model_approvers[0]
