@@ -34,7 +34,8 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from feature_store.offline import get_historical_features
-from feature_store.serving import with_request_features
+from feature_store.online import OnlineStore
+from feature_store.serving import get_online_features, with_request_features
 from feature_store.views import FeatureView, RequestFeature, group_references, parse_reference
 
 SPLIT = "split"
@@ -126,6 +127,59 @@ def feature_references(
     return tuple(read)
 
 
+def entity_columns(
+    spec: TrainingSet,
+    views: Mapping[str, FeatureView],
+    request_features: Mapping[str, RequestFeature],
+) -> list[str]:
+    """The join keys of the views the set's features come from: what a request must carry."""
+    read = group_references(feature_references(spec, request_features), views)
+    return list(dict.fromkeys(views[name].entity.join_key for name in read))
+
+
+def offline_features(
+    spec: TrainingSet,
+    events: pl.LazyFrame | pl.DataFrame,
+    views: Mapping[str, FeatureView],
+    scan: Callable[[str], pl.LazyFrame],
+    request_features: Mapping[str, RequestFeature],
+) -> pl.DataFrame:
+    """``events`` with every feature of the set, joined strictly before each event's time.
+
+    The training set, batch scoring and the check of a served score all go through here or
+    ``online_features``, so a row gets the same values whichever path computes it.
+    """
+    frame = get_historical_features(
+        events.lazy(),
+        feature_references(spec, request_features),
+        views=views,
+        scan=scan,
+        entity_timestamp=spec.event_time,
+        strictly_before=True,
+    )
+    return with_request_features(frame, _declared(spec, request_features))
+
+
+def online_features(
+    spec: TrainingSet,
+    store: OnlineStore,
+    requests: pl.DataFrame,
+    views: Mapping[str, FeatureView],
+    request_features: Mapping[str, RequestFeature],
+) -> pl.DataFrame:
+    """``requests`` with every feature of the set, read from the online store as each request's
+    event time would have seen them in the offline store: strictly before it, within ttl."""
+    return get_online_features(
+        store,
+        requests,
+        feature_references(spec, request_features),
+        views=views,
+        as_of=spec.event_time,
+        request_features=_declared(spec, request_features),
+        strictly_before=True,
+    )
+
+
 def build_training_set(
     spec: TrainingSet,
     source: pl.LazyFrame,
@@ -149,10 +203,7 @@ def build_training_set(
     )
     if missing := [n for n in spec.request_features if n not in declared]:
         raise KeyError(f"training set {spec.name!r}: undeclared request features {missing}")
-    requested = [declared[n] for n in spec.request_features]
-    references = feature_references(spec, declared)
-    keys = [views[view].entity.join_key for view in group_references(references, views)]
-    read = list(dict.fromkeys([*spec.columns, *keys]))
+    read = list(dict.fromkeys([*spec.columns, *entity_columns(spec, views, declared)]))
     at = pl.col(spec.event_time)
     known = pl.col(spec.label) & (pl.col(spec.label_known_at) <= cutoff)
     events = (
@@ -160,21 +211,24 @@ def build_training_set(
         .select(*read, known.fill_null(False).alias(spec.label))
         .sort([spec.event_time, *spec.columns], nulls_last=True, maintain_order=True)
     )
-    frame = get_historical_features(
-        events,
-        references,
-        views=views,
-        scan=scan,
-        entity_timestamp=spec.event_time,
-        strictly_before=True,
-    )
-    frame = with_request_features(frame, requested)
-    names = [parse_reference(r)[1] for r in spec.features]
+    frame = offline_features(spec, events, views, scan, declared)
     return assign_splits(
-        frame.select(*spec.columns, *names, *spec.request_features, spec.label),
-        spec.event_time,
-        spec.split,
+        frame.select(*feature_columns(spec), spec.label), spec.event_time, spec.split
     )
+
+
+def feature_columns(spec: TrainingSet) -> list[str]:
+    """The kept columns, the features and the request features, in the table's order."""
+    names = [parse_reference(r)[1] for r in spec.features]
+    return [*spec.columns, *names, *spec.request_features]
+
+
+def _declared(
+    spec: TrainingSet, request_features: Mapping[str, RequestFeature]
+) -> list[RequestFeature]:
+    if missing := [n for n in spec.request_features if n not in request_features]:
+        raise KeyError(f"training set {spec.name!r}: undeclared request features {missing}")
+    return [request_features[n] for n in spec.request_features]
 
 
 def assign_splits(frame: pl.DataFrame, event_time: str, split: Split) -> pl.DataFrame:

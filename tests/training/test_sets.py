@@ -231,6 +231,8 @@ def test_the_training_set_is_rebuilt_exactly_from_its_recorded_versions(
         "gold/labeled_transactions",
         "features/customer_activity",
         "features/merchant_risk",
+        "features/customer_profile",
+        "features/merchant_profile",
     }
     assert metadata["cutoff"].value == CUTOFF.isoformat()
     rows = metadata["rows_per_split"].value
