@@ -35,7 +35,7 @@ from resources.lakehouse_io import asset_key
 from resources.tracking import MlflowTracking
 from resources.trainer import StudyStorage, Trainer
 from training.baseline import train_baseline
-from training.data import split_by
+from training.data import Splits, split_by
 from training.entry import MODEL_ARTIFACTS, DeltaSource, MlflowRun, TrainingRequest
 from training.evaluation import Evaluation, evaluate, footprint, gate_reasons, write_plots
 from training.models import Model
@@ -210,11 +210,7 @@ def evaluation_asset(model: Model, spec: TrainingSet) -> dg.AssetsDefinition:
         registry = _registry(mlflow, lakehouse)
         client = mlflow.client()
         run_id = client.get_model_version(model.name, version).run_id
-        set_version = int(client.get_run(run_id).data.tags[TRAINING_SET_VERSION])
-        frame = (
-            lakehouse.scan(spec.table, version=set_version).select(*model.inputs(), SPLIT).collect()
-        )
-        splits = split_by(frame)
+        splits = learned_from(mlflow, lakehouse, model, spec, version)
         test = splits.test
         labels = test[model.columns.label].cast(pl.Int8).to_numpy()
         slices = test.select(model.slices)
@@ -246,7 +242,9 @@ def evaluation_asset(model: Model, spec: TrainingSet) -> dg.AssetsDefinition:
             reasons = gate_reasons(result, size, gates, champion, champion_version)
             plots = write_plots(scores, labels, result, Path(scratch) / "plots")
             client.log_artifacts(run_id, str(plots[0].parent), artifact_path="evaluation")
-        change = registry.record_gates(model.name, version, reasons, actor=_actor(context))
+        change = registry.record_gates(
+            model.name, version, reasons, actor=_actor(context), threshold=result.threshold
+        )
         promoted = None
         if not reasons and model.auto_promote:
             promoted = registry.auto_promote(
@@ -295,6 +293,18 @@ def evaluation_asset(model: Model, spec: TrainingSet) -> dg.AssetsDefinition:
         )
 
     return evaluation
+
+
+def learned_from(
+    mlflow: MlflowTracking, lakehouse: Lakehouse, model: Model, spec: TrainingSet, version: str
+) -> Splits:
+    """The splits of the training set version that ``version`` learned from (by its Delta
+    version), so a version is always judged on its own hold-out."""
+    client = mlflow.client()
+    run_id = client.get_model_version(model.name, version).run_id
+    set_version = int(client.get_run(run_id).data.tags[TRAINING_SET_VERSION])
+    frame = lakehouse.scan(spec.table, version=set_version).select(*model.inputs(), SPLIT)
+    return split_by(frame.collect())
 
 
 def study_name(model: Model, training_set_version: int) -> str:

@@ -252,9 +252,9 @@ def footprint(
     one = encode_inputs(frame.head(1), model.columns, model.encoding)
     batch = encode_inputs(frame.head(BATCH_ROWS), model.columns, model.encoding)
     with torch.inference_mode():
-        latencies = _timed(lambda: torch.sigmoid(network(*one)), repeats)
+        latencies = timed(lambda: torch.sigmoid(network(*one)), repeats)
         batch_seconds = float(
-            np.median(_timed(lambda: torch.sigmoid(network(*batch)), BATCH_REPEATS))
+            np.median(timed(lambda: torch.sigmoid(network(*batch)), BATCH_REPEATS))
         )
     p50, p99 = np.percentile(latencies, [50, 99]) * 1e3
     return Footprint(
@@ -474,9 +474,10 @@ def _groups(
     return groups
 
 
-def _timed(call: Callable[[], object], repeats: int) -> np.ndarray:
-    """Seconds of each of ``repeats`` calls, after one untimed warm-up call."""
-    call()
+def timed(call: Callable[[], object], repeats: int, warmup: int = 1) -> np.ndarray:
+    """Seconds of each of ``repeats`` calls, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        call()
     seconds = np.empty(repeats)
     for i in range(repeats):
         start = time.perf_counter()

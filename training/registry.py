@@ -29,6 +29,8 @@ GATES_TAG = "gates"
 """Version tag: ``passed`` or ``failed``."""
 GATE_REASONS_TAG = "gate_reasons"
 """Version tag: why gates failed, joined with ``; ``; empty when they passed."""
+THRESHOLD_TAG = "decision_threshold"
+"""Version tag: the score from which serving flags a payment, as the evaluation chose it."""
 PASSED = "passed"
 FAILED = "failed"
 AUTO_PROMOTE_ACTOR = "policy:auto_promote"
@@ -99,11 +101,12 @@ class ModelRegistry:
             raise
 
     def record_gates(
-        self, name: str, version: str, reasons: Sequence[str], actor: str
+        self, name: str, version: str, reasons: Sequence[str], actor: str, threshold: float
     ) -> AliasChange | None:
-        """Tag the version with its gate outcome (``reasons`` empty means passed); a version that
-        passed becomes ``challenger``, and the change is returned."""
+        """Tag the version with its gate outcome (``reasons`` empty means passed) and its decision
+        threshold; a version that passed becomes ``challenger``, and the change is returned."""
         passed = not reasons
+        self._client.set_model_version_tag(name, version, THRESHOLD_TAG, repr(float(threshold)))
         self._client.set_model_version_tag(name, version, GATES_TAG, PASSED if passed else FAILED)
         self._client.set_model_version_tag(name, version, GATE_REASONS_TAG, "; ".join(reasons))
         if not passed:
@@ -150,6 +153,13 @@ class ModelRegistry:
         """Make ``version`` the ``champion`` by the model's own policy, if its gates passed."""
         self._require_passed(name, version)
         return self.set_alias(name, CHAMPION, version, AUTO_PROMOTE_ACTOR, reason)
+
+    def threshold(self, name: str, version: str) -> float:
+        """The decision threshold the version's evaluation recorded."""
+        value = self._client.get_model_version(name, version).tags.get(THRESHOLD_TAG)
+        if value is None:
+            raise LookupError(f"{name} version {version} has no {THRESHOLD_TAG!r}: not evaluated")
+        return float(value)
 
     def download(self, name: str, version: str, destination: Path) -> Path:
         """Copy the version's model folder under ``destination``; the local folder holding

@@ -67,7 +67,7 @@ def test_a_version_that_failed_its_gates_is_no_challenger_and_cannot_be_promoted
     name, version = registered(mlflow_tracking, registry, tmp_path)
     reasons = ["test AUROC 0.61 < 0.80", "recall gap 0.12 > 0.05 on country"]
 
-    assert registry.record_gates(name, version, reasons, actor="evaluation") is None
+    assert registry.record_gates(name, version, reasons, actor="evaluation", threshold=0.5) is None
     with pytest.raises(PromotionRefused) as refused:
         registry.promote(name, version, "alice", APPROVERS, reason="looks fine to me")
 
@@ -97,9 +97,10 @@ def test_a_version_that_passed_becomes_challenger_and_the_move_is_audited(
 ) -> None:
     name, version = registered(mlflow_tracking, registry, tmp_path)
 
-    change = registry.record_gates(name, version, [], actor="evaluation")
+    change = registry.record_gates(name, version, [], actor="evaluation", threshold=0.8125)
 
     assert registry.version_of(name, CHALLENGER) == version
+    assert registry.threshold(name, version) == 0.8125
     assert change is not None
     assert (change.alias, change.version, change.previous_version, change.actor) == (
         CHALLENGER,
@@ -114,7 +115,7 @@ def test_an_approver_not_on_the_list_is_refused_and_told_where_the_list_lives(
     mlflow_tracking: MlflowTracking, registry: ModelRegistry, tmp_path: Path
 ) -> None:
     name, version = registered(mlflow_tracking, registry, tmp_path)
-    registry.record_gates(name, version, [], actor="evaluation")
+    registry.record_gates(name, version, [], actor="evaluation", threshold=0.5)
 
     with pytest.raises(PromotionRefused) as refused:
         registry.promote(name, version, "mallory", APPROVERS, reason="ship it")
@@ -143,7 +144,7 @@ def test_an_approved_promotion_moves_champion_and_lands_in_the_audit_table(
     name, first = registered(mlflow_tracking, registry, tmp_path / "v1")
     _, second = registered(mlflow_tracking, registry, tmp_path / "v2", name)
     for version in (first, second):
-        registry.record_gates(name, version, [], actor="evaluation")
+        registry.record_gates(name, version, [], actor="evaluation", threshold=0.5)
     before = datetime.now(UTC).replace(tzinfo=None)
 
     registry.auto_promote(name, first, reason="first version")
