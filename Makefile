@@ -5,7 +5,7 @@ export PLATFORM_HOME ?= $(CURDIR)/.platform
 export DAGSTER_HOME ?= $(PLATFORM_HOME)/dagster_home
 DEMO_ARGS ?=
 
-.PHONY: install demo dev test lint bench bench-venv catalog approve
+.PHONY: install secrets demo dev test lint bench bench-venv catalog approve stop
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -27,9 +27,12 @@ CALENDAR := $(PLATFORM_HOME)/calendar.env
 WITH_SETTINGS := set -a && . $(SECRETS) && . $(CALENDAR) && \
 	MODEL_APPROVERS=$${MODEL_APPROVERS:-$$(id -un)} && set +a &&
 
-$(SECRETS):
+# Each secret is generated once and kept: a home made before a secret existed gains it.
+secrets:
 	mkdir -p $(DAGSTER_HOME)
-	python3 -c 'import secrets; print("PSEUDONYMIZATION_KEY=" + secrets.token_hex(32))' > $@
+	touch $(SECRETS)
+	grep -q '^PSEUDONYMIZATION_KEY=' $(SECRETS) || python3 -c 'import secrets; print("PSEUDONYMIZATION_KEY=" + secrets.token_hex(32))' >> $(SECRETS)
+	grep -q '^SERVING_TOKEN=' $(SECRETS) || python3 -c 'import secrets; print("SERVING_TOKEN=" + secrets.token_urlsafe(32))' >> $(SECRETS)
 
 $(CALENDAR):
 	mkdir -p $(PLATFORM_HOME)
@@ -42,10 +45,10 @@ $(DAGSTER_YAML): deploy/local/dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp $< $@
 
-demo: install $(SECRETS) $(CALENDAR) $(DAGSTER_YAML)
+demo: install secrets $(CALENDAR) $(DAGSTER_YAML)
 	$(WITH_SETTINGS) $(PY) demo.py --days $(DEMO_DAYS) $(DEMO_ARGS)
 
-dev: install $(SECRETS) $(CALENDAR) $(DAGSTER_YAML)
+dev: install secrets $(CALENDAR) $(DAGSTER_YAML)
 	$(WITH_SETTINGS) $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3001
 
 # Two workers, one test file each: the suite's slow files (training, Pipes, servers) overlap.
@@ -56,8 +59,12 @@ catalog: install
 	$(PY) -m registry
 
 # Promote a model version that passed its gates to champion: make approve MODEL=m VERSION=n
-approve: install $(SECRETS) $(CALENDAR)
+approve: install secrets $(CALENDAR)
 	$(WITH_SETTINGS) $(PY) -m jobs.promote $(MODEL) $(VERSION) --reason "$(or $(REASON),approved)"
+
+# Stop the model services the demo (or a deploy job) left running on this machine.
+stop: install
+	$(PY) -m serving.deploy stop --state-dir $(PLATFORM_HOME)/serving
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -12,6 +12,7 @@ import dagster as dg
 from factories import build_assets
 from factories.policies import daily_partitions
 from jobs.ingest import daily_ingest, relabel_gold
+from jobs.serving import serving_jobs
 from jobs.training import train_model
 from registry import discover
 from resources import Settings, build_resources
@@ -33,6 +34,10 @@ def build_definitions(settings: Settings, declarations: str = "assets") -> dg.De
         train, train_schedule = train_model(model, registry.training_sets[model.training_set])
         jobs.append(train)
         schedules.append(train_schedule)
+    for deployment in registry.deployments.values():
+        serving, serving_schedules = serving_jobs(deployment)
+        jobs += serving
+        schedules += serving_schedules
     return dg.Definitions(
         assets=assets, jobs=jobs, schedules=schedules, resources=build_resources(settings)
     )

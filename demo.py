@@ -1,5 +1,6 @@
 """`make demo`: generate reference data, run the daily ingest for every day, then train, evaluate
-and promote each declared model, all on local defaults.
+and promote each declared model, deploy each declared service and score the last day in batch,
+all on local defaults. The services keep running after the demo (`make stop` stops them).
 
 Runs are recorded in the local Dagster instance ($DAGSTER_HOME), so `make dev` shows them,
 with every asset's lineage, metadata and check results, in the UI.
@@ -13,6 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import dagster as dg
+import httpx
 import polars as pl
 import yaml
 from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
@@ -23,10 +25,13 @@ from feature_store.serving import get_online_features
 from jobs.promote import main as promote
 from reference_data import GeneratorConfig, generate
 from registry import Registry, discover
-from resources import Lakehouse
+from resources import Lakehouse, build_resources
+from resources.audit import registry_audit
 from resources.lakehouse_io import asset_key
 from resources.settings import Settings
+from serving.deployments import Deployment
 from training.models import Model
+from training.registry import CHAMPION
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 WORKSPACE = Path(__file__).parent / "workspace.yaml"
@@ -113,7 +118,15 @@ def main(argv: list[str] | None = None) -> int:
                 )
             elif not train(defs, instance, model, args.trials, tags, settings):
                 failed.append(f"train_{model.name}")
-    lakehouse = Lakehouse(root_uri=settings.lakehouse_uri, storage_options=settings.storage_options)
+        lakehouse = Lakehouse(
+            root_uri=settings.lakehouse_uri, storage_options=settings.storage_options
+        )
+        models = build_resources(settings)["mlflow"].registry(registry_audit(lakehouse))
+        for deployment in registry.deployments.values():
+            if models.version_of(deployment.model, CHAMPION) is None:
+                print(f"not deploying {deployment.name}: {deployment.model} has no champion yet")
+                continue
+            failed += serve(defs, instance, deployment, days[-1], tags, settings)
     print_summary(registry, lakehouse)
     as_of = datetime.combine(start + timedelta(days=args.days), time())
     print_online_sample(registry, lakehouse, settings.online_store_url, as_of)
@@ -163,6 +176,61 @@ def train(
         code = promote([model.name, str(version), "--approver", approver, "--reason", "make demo"])
         return code == 0
     return True
+
+
+def serve(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    deployment: Deployment,
+    last_day: str,
+    tags: dict[str, str],
+    settings: Settings,
+) -> list[str]:
+    """Deploy the service, score the last day in batch, and send it a few of that day's payments."""
+    deployed = defs.resolve_job_def(f"deploy_{deployment.name}").execute_in_process(
+        instance=instance, raise_on_error=False, run_config=QUIET, tags=tags
+    )
+    print(f"{deployment.table}: {'ok' if deployed.success else 'FAILED'}")
+    if not deployed.success:
+        return [deployment.table]
+    batch = defs.resolve_job_def(f"score_{deployment.name}").execute_in_process(
+        instance=instance,
+        partition_key=last_day,
+        raise_on_error=False,
+        run_config=QUIET,
+        tags=tags,
+    )
+    print(f"{deployment.scores_table} {last_day}: {'ok' if batch.success else 'FAILED'}")
+    url = f"http://127.0.0.1:{deployment.port}"
+    lakehouse = Lakehouse(root_uri=settings.lakehouse_uri, storage_options=settings.storage_options)
+    sample = (
+        lakehouse.scan(f"silver/{deployment.request_source}", partitions=[last_day])
+        .select(deployment.request_fields)
+        .head(3)
+        .collect()
+    )
+    payments = [
+        {
+            **row,
+            "transaction_id": f"demo-{row['transaction_id']}",
+            "event_time": f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%S}Z",
+        }
+        for row in sample.iter_rows(named=True)
+    ]
+    answer = httpx.post(
+        f"{url}/predict",
+        json={"transactions": payments},
+        headers={"authorization": f"Bearer {settings.serving_token}"},
+        timeout=30,
+    )
+    print(f"\n{deployment.name} serves at {url}; three of {last_day}'s payments, sent now:")
+    print(pl.DataFrame(answer.json()) if answer.status_code == 200 else answer.text)
+    print(
+        f'try: curl -H "authorization: Bearer $SERVING_TOKEN" -H \'content-type: '
+        f"application/json' -d '{{\"transactions\": [...]}}' {url}/predict (the token is in "
+        "$PLATFORM_HOME/secrets.env)"
+    )
+    return [] if batch.success and answer.status_code == 200 else [f"serve {deployment.name}"]
 
 
 def print_summary(registry: Registry, lakehouse: Lakehouse) -> None:

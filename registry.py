@@ -18,6 +18,7 @@ import ast
 import importlib
 import inspect
 import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -34,11 +35,19 @@ from feature_store.views import (
 )
 from medallion.derived import DerivedTable
 from medallion.sources import SourceTable
+from serving.deployments import Deployment
 from training.models import Model
-from training.sets import TrainingSet
+from training.sets import TrainingSet, entity_columns
 
 Declaration = (
-    Entity | SourceTable | DerivedTable | FeatureView | RequestFeature | TrainingSet | Model
+    Entity
+    | SourceTable
+    | DerivedTable
+    | FeatureView
+    | RequestFeature
+    | TrainingSet
+    | Model
+    | Deployment
 )
 KINDS: dict[type, str] = {
     Entity: "entity",
@@ -48,6 +57,7 @@ KINDS: dict[type, str] = {
     RequestFeature: "request feature",
     TrainingSet: "training set",
     Model: "model",
+    Deployment: "deployment",
 }
 
 
@@ -64,6 +74,7 @@ class Registry:
     request_features: dict[str, RequestFeature] = field(default_factory=dict)
     training_sets: dict[str, TrainingSet] = field(default_factory=dict)
     models: dict[str, Model] = field(default_factory=dict)
+    deployments: dict[str, Deployment] = field(default_factory=dict)
     files: dict[tuple[str, str], str] = field(default_factory=dict)
     """(kind, name) to the file that declares it, for messages."""
 
@@ -76,6 +87,7 @@ class Registry:
             "request feature": self.request_features,
             "training set": self.training_sets,
             "model": self.models,
+            "deployment": self.deployments,
         }[kind]  # type: ignore[return-value]
 
     def tables(self) -> list[tuple[str, str]]:
@@ -109,7 +121,8 @@ def discover(package: ModuleType | str = "assets") -> Registry:
         if not owned:
             raise DeclarationError(
                 f"{file} declares nothing: assign a SourceTable, DerivedTable, Entity, "
-                "FeatureView, RequestFeature, TrainingSet or Model to a module-level name "
+                "FeatureView, RequestFeature, TrainingSet, Model or Deployment to a module-level "
+                "name "
                 "(helpers go in a module whose name starts with '_')"
             )
         for value in owned:
@@ -206,6 +219,36 @@ def _check_references(registry: Registry) -> None:
         spec = registry.training_sets[model.training_set]
         if missing := [c for c in model.inputs() if c not in spec.output_columns]:
             fail("model", model.name, f"reads {missing}, not columns of training set {spec.name!r}")
+    for deployment in registry.deployments.values():
+        _check_deployment(registry, deployment, fail)
+
+
+def _check_deployment(
+    registry: Registry, deployment: Deployment, fail: Callable[[str, str, str], None]
+) -> None:
+    """A request must carry what the model's training set read from its source at the time:
+    the kept columns (time included) and the keys of the views its features come from."""
+    name = deployment.name
+    if deployment.model not in registry.models:
+        fail("deployment", name, f"serves undeclared model {deployment.model!r}")
+    if deployment.request_source not in registry.sources:
+        fail("deployment", name, f"takes rows of undeclared table {deployment.request_source!r}")
+    source = registry.sources[deployment.request_source]
+    if unknown := [f for f in deployment.request_fields if f not in source.column_names]:
+        fail("deployment", name, f"request fields {unknown} are not columns of {source.name!r}")
+    spec = registry.training_sets[registry.models[deployment.model].training_set]
+    needed = [
+        deployment.routing_key,
+        *spec.columns,
+        *entity_columns(spec, registry.views, registry.request_features),
+        *(
+            field
+            for feature in spec.request_features
+            for field in registry.request_features[feature].request_fields
+        ),
+    ]
+    if missing := [c for c in dict.fromkeys(needed) if c not in deployment.request_fields]:
+        fail("deployment", name, f"requests lack {missing}, which training set {spec.name!r} reads")
 
 
 def catalog(registry: Registry) -> dict[str, pl.DataFrame]:
@@ -248,6 +291,19 @@ def catalog(registry: Registry) -> dict[str, pl.DataFrame]:
                     "file": registry.files["model", m.name],
                 }
                 for m in registry.models.values()
+            ]
+        ),
+        "deployments": pl.DataFrame(
+            [
+                {
+                    "deployment": d.name,
+                    "model": d.model,
+                    "traffic": d.traffic.mode,
+                    "runtime": d.runtime,
+                    "port": d.port,
+                    "file": registry.files["deployment", d.name],
+                }
+                for d in registry.deployments.values()
             ]
         ),
     }

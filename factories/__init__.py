@@ -2,7 +2,8 @@
 
 One factory per kind: ``sources`` (bronze and silver of a source table), ``derived`` (a gold
 table), ``features`` (feature views and the online store), ``training`` (training sets), ``models``
-(a model's study, training run and evaluation).
+(a model's study, training run and evaluation), ``deployments`` (a service, its canary and its
+batch scores).
 Engines (medallion/, feature_store/, training/) know nothing of Dagster or of the declarations;
 the code here wires them together.
 """
@@ -13,6 +14,7 @@ import warnings
 
 import dagster as dg
 
+from factories.deployments import deployment_assets
 from factories.derived import derived_asset
 from factories.features import feature_view_asset, online_store_asset
 from factories.models import model_assets
@@ -42,5 +44,10 @@ def build_assets(
                 asset
                 for model in registry.models.values()
                 for asset in model_assets(model, registry.training_sets[model.training_set])
+            ),
+            *(
+                asset
+                for deployment in registry.deployments.values()
+                for asset in deployment_assets(deployment, registry, daily)
             ),
         ]

@@ -11,6 +11,7 @@ from resources.lakehouse import Lakehouse
 from resources.lakehouse_io import LakehouseIOManager
 from resources.landing_zone import LandingZone
 from resources.pseudonymizer import Pseudonymizer
+from resources.serving import ServingTarget
 from resources.settings import Settings
 from resources.tracking import MlflowTracking
 from resources.trainer import StudyStorage, Trainer
@@ -21,6 +22,7 @@ __all__ = [
     "LandingZone",
     "MlflowTracking",
     "Pseudonymizer",
+    "ServingTarget",
     "Settings",
     "StudyStorage",
     "Trainer",
@@ -45,4 +47,10 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
             tracking_uri=settings.mlflow_tracking_uri, artifact_root=settings.mlflow_artifact_root
         ),
         "studies": StudyStorage(url=settings.optuna_storage),
+        "serving": ServingTarget(
+            bentoml_home=str(settings.home / "bentoml"),
+            state_dir=str(settings.home / "serving"),
+            token=dg.EnvVar("SERVING_TOKEN"),
+            environment=settings.service_environment(),
+        ),
     }

@@ -24,6 +24,9 @@ Everything is read from the environment, so switching a deployment is configurat
   there are several, else the CPU.
 - ``MODEL_APPROVERS``: comma-separated people who may promote a model version to ``champion``;
   nobody by default.
+- ``SERVING_TOKEN``: the bearer token model services require on ``/predict``; a service without
+  one refuses to start. ``make`` generates one into ``$PLATFORM_HOME/secrets.env``.
+- ``CANARY_SHARE``: set by the deploy target on a canary release, the challenger's share.
 - ``PIPELINE_START_DATE``: first daily partition, ``YYYY-MM-DD``; defaults to 2024-01-01.
 - ``PSEUDONYMIZATION_KEY``: secret for the keyed hash of PII; never has a default.
 """
@@ -61,6 +64,10 @@ class Settings:
     """The lake's S3 options; empty for a local lake."""
     landing_storage_options: dict[str, str] = field(default_factory=dict)
     """The landing zone's S3 options; empty for a local landing folder."""
+    serving_token: str = field(default="", repr=False)
+    canary_share: float = 0.0
+    """The share of customers a canary release sends to the challenger (``CANARY_SHARE``): each
+    step of a canary is a release of the same Bento with a new share."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -104,7 +111,22 @@ class Settings:
             partition_start=env.get("PIPELINE_START_DATE", "2024-01-01"),
             storage_options=s3_storage_options(lakehouse_uri, env),
             landing_storage_options=s3_storage_options(landing_uri, env),
+            serving_token=env.get("SERVING_TOKEN", ""),
+            canary_share=float(env.get("CANARY_SHARE", "0")),
         )
+
+    def service_environment(self) -> dict[str, str]:
+        """What a model service must read as the platform does: the lake and the online store.
+        Secrets (S3 keys, the token) are not here: they reach the service by other means."""
+        return {
+            "PLATFORM_ENV": self.environment,
+            "PLATFORM_HOME": str(self.home),
+            "LAKEHOUSE_URI": self.lakehouse_uri,
+            "LANDING_URI": self.landing_uri,
+            "ONLINE_STORE_URL": self.online_store_url,
+            "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
+            "OPTUNA_STORAGE": self.optuna_storage,
+        }
 
 
 def s3_storage_options(uri: str, env: dict[str, str]) -> dict[str, str]:

@@ -43,9 +43,15 @@ def test_definitions_load_under_each_deployment(tmp_path: Path, environment: str
     settings = Settings.from_env(env)
     defs = build_definitions(settings)
     dg.Definitions.validate_loadable(defs)
-    jobs = {"daily_ingest", "relabel_gold", "train_fraud_scorer"}
-    assert {job.name for job in defs.jobs} == jobs
-    assert {s.name for s in defs.schedules} == {f"{job}_schedule" for job in jobs}
+    scheduled = {
+        "daily_ingest",
+        "relabel_gold",
+        "train_fraud_scorer",
+        "canary_fraud_api",
+        "score_fraud_api",
+    }
+    assert {job.name for job in defs.jobs} == scheduled | {"deploy_fraud_api"}
+    assert {s.name for s in defs.schedules} == {f"{job}_schedule" for job in scheduled}
     gold = defs.resolve_assets_def(dg.AssetKey(["gold", "labeled_transactions"]))
     assert gold.partitions_def.start.date().isoformat() == settings.partition_start
 
@@ -110,12 +116,16 @@ def test_gold_declares_late_label_lineage(defs: dg.Definitions) -> None:
 
 def test_relabel_schedule_skips_when_no_gold_day_was_built(defs: dg.Definitions) -> None:
     schedule = next(s for s in defs.schedules if s.name == "relabel_gold_schedule")
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(
+    # The context is closed with the instance: left open, it keeps the instance's state storage
+    # as the process's current one after the instance is gone, failing later tests' loads.
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=datetime(2024, 6, 1, 3),
             repository_def=defs.get_repository_def(),
-        )
+        ) as context,
+    ):
         tick = schedule.evaluate_tick(context)
     assert not tick.run_requests
     assert "none was ever built" in tick.skip_message

@@ -4,24 +4,20 @@ registration, evaluation against the baseline and the champion, gates and approv
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from datetime import date, datetime
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
 import pytest
-from mlflow import MlflowClient
 
 from assets.models.fraud_scorer import FRAUD_SCORER
 from assets.training.fraud import FRAUD
-from definitions import build_definitions
 from factories.models import model_assets
-from reference_data import GeneratorConfig, generate
-from resources import Lakehouse, Settings, build_resources
-from resources.audit import AUDIT_TABLE, registry_audit
+from resources import Lakehouse, build_resources
+from resources.audit import AUDIT_TABLE
 from resources.trainer import StudyStorage
-from tests.conftest import TEST_KEY, days_of
-from training.registry import CHALLENGER, CHAMPION, ModelRegistry, PromotionRefused
+from tests.factories.reference_run import Trained, trained_platform
+from training.registry import CHALLENGER, CHAMPION, PromotionRefused
 
 pytestmark = [
     # Raised inside Dagster's Pipes client and Lightning's loader, not by this code.
@@ -29,18 +25,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:`isinstance\\(treespec, LeafSpec\\)` is deprecated"),
 ]
 
-DATA = GeneratorConfig(
-    seed=5,
-    start=date(2024, 5, 1),
-    days=14,
-    customers=2_000,
-    merchants=150,
-    transactions_per_day=5_000,
-    drift_start_day=None,
-)
-CUTOFF = datetime(2024, 5, 15)
-"""The end of the last day, as a run right after it would see the labels: payments of the first
-seven days are in (label delay: seven days), with the chargebacks filed by then."""
 TRIALS = 3
 # Measured on DATA (3 trials, DDP on two CPU processes): the network's test AUROC 0.963 and
 # average precision 0.168 (33 positives among 5,218 test rows); LightGBM's 0.905 and 0.448. The
@@ -49,60 +33,10 @@ MIN_AUROC, MIN_AVERAGE_PRECISION = 0.93, 0.12
 MIN_BASELINE_AUROC, MIN_BASELINE_AVERAGE_PRECISION = 0.87, 0.38
 
 
-@dataclass
-class Trained:
-    settings: Settings
-    defs: dg.Definitions
-    instance: dg.DagsterInstance
-    result: dg.ExecuteInProcessResult
-
-    def metadata(self, node: str) -> dict[str, object]:
-        [materialization] = self.result.asset_materializations_for_node(node)
-        return {k: v.value for k, v in materialization.metadata.items()}
-
-    def client(self) -> MlflowClient:
-        uri = self.settings.mlflow_tracking_uri
-        return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-    def registry(self) -> ModelRegistry:
-        lakehouse = Lakehouse(root_uri=self.settings.lakehouse_uri)
-        return build_resources(self.settings)["mlflow"].registry(registry_audit(lakehouse))
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
-    with pytest.MonkeyPatch.context() as mp, dg.instance_for_test() as instance:
-        mp.setenv("PSEUDONYMIZATION_KEY", TEST_KEY)
-        home = tmp_path_factory.mktemp("platform")
-        settings = Settings.from_env(
-            {
-                "PLATFORM_HOME": str(home),
-                "TRAINING_ACCELERATOR": "cpu",
-                "TRAINING_DEVICES": "2",
-                "TRAINING_STRATEGY": "ddp",
-                "MODEL_APPROVERS": "alice,bob",
-            }
-        )
-        generate(DATA, Path(settings.landing_uri))
-        defs = build_definitions(settings)
-        # Ingest every day, then relabel each with the chargebacks that landed after it.
-        for job in ("daily_ingest", "relabel_gold"):
-            for day in days_of(DATA):
-                run = defs.resolve_job_def(job).execute_in_process(
-                    partition_key=day, instance=instance
-                )
-                assert run.success
-        result = defs.resolve_job_def("train_fraud_scorer").execute_in_process(
-            instance=instance,
-            run_config={
-                "ops": {
-                    "training__fraud": {"config": {"cutoff": CUTOFF.isoformat()}},
-                    "training__fraud_scorer_study": {"config": {"trials": TRIALS}},
-                }
-            },
-        )
-        assert result.success
-        yield Trained(settings, defs, instance, result)
+    with trained_platform(tmp_path_factory.mktemp("platform"), TRIALS) as platform:
+        yield platform
 
 
 def test_ddp_through_pipes_registers_one_version_with_its_metrics(trained: Trained) -> None:

@@ -75,3 +75,23 @@ def test_the_default_home_is_the_one_make_uses_from_any_directory(
     monkeypatch.chdir(tmp_path)
     root = Path(__file__).resolve().parents[2]
     assert Settings.from_env({}).home == root / ".platform"
+
+
+def test_the_serving_token_comes_from_the_environment_and_is_never_shown() -> None:
+    settings = Settings.from_env({"SERVING_TOKEN": "t0ken-value", "CANARY_SHARE": "0.25"})
+    assert settings.serving_token == "t0ken-value"
+    assert "t0ken-value" not in repr(settings)
+    assert settings.canary_share == 0.25
+    serving = build_resources(settings)["serving"]
+    assert isinstance(serving.token, dg.EnvVar)
+    assert serving.token.env_var_name == "SERVING_TOKEN"
+
+
+def test_a_service_reads_the_lake_and_store_the_platform_uses() -> None:
+    settings = Settings.from_env(
+        {"ONLINE_STORE_URL": "redis://cache:6379/0", "LAKEHOUSE_URI": "/srv/lake"}
+    )
+    environment = build_resources(settings)["serving"].environment
+    assert Settings.from_env(environment).online_store_url == "redis://cache:6379/0"
+    assert Settings.from_env(environment).lakehouse_uri == "/srv/lake"
+    assert "SERVING_TOKEN" not in environment

@@ -1,0 +1,1 @@
+"""Deployments: one file each, a ``Deployment`` (model, request, traffic, batching, runtime)."""

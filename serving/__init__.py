@@ -1,0 +1,1 @@
+"""Engine: the BentoML service, deploy targets, routing, the prediction log and edge export."""
