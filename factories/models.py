@@ -223,6 +223,7 @@ def evaluation_asset(model: Model, spec: TrainingSet) -> dg.AssetsDefinition:
                 gates.target_precision,
                 gates.min_group_rows,
                 threshold=threshold,
+                min_group_positives=gates.min_group_positives,
             )
 
         with tempfile.TemporaryDirectory() as scratch:

@@ -57,9 +57,9 @@ class GroupMetrics:
     """One group of one slice column, at the evaluation's threshold.
 
     ``recall`` is None for a group without positives, ``false_positive_rate`` for one without
-    negatives, ``auroc`` for one with a single class. ``gated``: the group is large enough
-    (``min_group_rows``) and has a positive, so it counts toward the slice's bias gap; smaller
-    groups are reported only, since their recall is noise.
+    negatives, ``auroc`` for one with a single class. ``gated``: the group has enough rows
+    (``min_group_rows``) and positives (``min_group_positives``) to count toward the slice's bias
+    gap; the others are reported only, since their recall is noise.
     """
 
     column: str
@@ -187,13 +187,14 @@ def evaluate(
     target_precision: float,
     min_group_rows: int,
     threshold: float | None = None,
+    min_group_positives: int = 1,
 ) -> Evaluation:
     """The evaluation of ``scores`` (probabilities) against ``labels``.
 
     ``slices`` has one column per slice, in the rows' order. ``threshold`` reuses a decision
     threshold (the champion's own, when scoring it again); by default it is the one that reaches
-    ``target_precision`` on these rows. Pass the gates' ``min_group_rows`` so that the bias gaps
-    are the ones ``gate_reasons`` judges.
+    ``target_precision`` on these rows. Pass the gates' ``min_group_rows`` and
+    ``min_group_positives`` so that the bias gaps are the ones ``gate_reasons`` judges.
     """
     scores, labels = _checked(scores, labels)
     if slices.height != scores.size:
@@ -211,7 +212,15 @@ def evaluate(
     )
     calibration = _calibration(scores, labels)
     groups = {
-        column: _groups(column, slices.get_column(column), scores, labels, flagged, min_group_rows)
+        column: _groups(
+            column,
+            slices.get_column(column),
+            scores,
+            labels,
+            flagged,
+            min_group_rows,
+            min_group_positives,
+        )
         for column in slices.columns
     }
     gaps = {}
@@ -447,6 +456,7 @@ def _groups(
     labels: np.ndarray,
     flagged: np.ndarray,
     min_group_rows: int,
+    min_group_positives: int,
 ) -> list[GroupMetrics]:
     """Metrics of each group of one slice column, groups in sorted order (null as ``MISSING``)."""
     names, codes = np.unique(
@@ -468,7 +478,7 @@ def _groups(
                 recall=_ratio(int(np.sum(decision & truth)), positives),
                 false_positive_rate=_ratio(int(np.sum(decision & ~truth)), rows.size - positives),
                 auroc=float(roc_auc_score(truth, scores[rows])) if both else None,
-                gated=rows.size >= min_group_rows and positives > 0,
+                gated=rows.size >= min_group_rows and positives >= max(min_group_positives, 1),
             )
         )
     return groups

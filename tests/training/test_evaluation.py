@@ -151,6 +151,25 @@ def test_bias_gap_between_groups_with_different_recall() -> None:
     ]
 
 
+def test_groups_with_few_positives_are_reported_but_not_gated() -> None:
+    # 0.80 of 5 frauds against 0.14 of 7: the demo's noise, not a bias.
+    parts = {
+        "PL": ([0.9] * 4 + [0.1] * 296, [1] * 5 + [0] * 295),
+        "DE": ([0.9] * 1 + [0.1] * 299, [1] * 7 + [0] * 293),
+        "FR": ([0.9] * 20 + [0.1] * 280, [1] * 25 + [0] * 275),
+    }
+    scores = np.concatenate([np.array(s) for s, _ in parts.values()])
+    labels = np.concatenate([np.array(y) for _, y in parts.values()])
+    slices = pl.DataFrame({"country": [name for name, (s, _) in parts.items() for _ in s]})
+    evaluation = evaluate(
+        scores, labels, slices, 0.5, min_group_rows=100, threshold=0.5, min_group_positives=20
+    )
+    by_group = {g.group: g for g in evaluation.groups}
+    assert (by_group["PL"].recall, by_group["DE"].recall) == (0.8, 1 / 7)
+    assert [g.group for g in evaluation.groups if g.gated] == ["FR"]
+    assert evaluation.bias_gaps == {"country": 0.0}
+
+
 def test_gate_reasons_list_exactly_the_failing_gates() -> None:
     assert gate_reasons(_evaluation(), FAST, GATES, None) == []
     failing = _evaluation(auroc=0.65, precision=0.4, bias_gaps={"channel": 0.3})
