@@ -200,7 +200,10 @@ def batch_scores_asset(
     @dg.asset(
         key=asset_key(deployment.scores_table),
         partitions_def=daily,
-        deps=[asset_key(model.evaluation_table), *(asset_key(t) for t in dict.fromkeys(read))],
+        # The champion is read from the registry when the day is scored (its version is in the
+        # metadata); a dependency on the unpartitioned evaluation would ask readiness for a day
+        # of it that cannot exist.
+        deps=[asset_key(t) for t in dict.fromkeys(read)],
         ins={"events": dg.AssetIn(asset_key(f"silver/{source.name}"))},
         group_name="predictions",
         owners=[deployment.owner],
