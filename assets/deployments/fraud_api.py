@@ -19,7 +19,7 @@ FRAUD_API = Deployment(
     # A new challenger is scored beside every request and logged, never answered, until a
     # person moves it to a canary.
     traffic=Traffic(mode="shadow"),
-    batching=Batching(max_batch_size=32, max_latency_ms=200),
+    batching=Batching(max_batch_size=32, max_latency_ms=1000),
     runtime="torch",
     port=3100,
     owner="team:fraud-data-science",
