@@ -68,6 +68,14 @@ class Encoding:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def codes(self, name: str) -> dict[str, int]:
+        """Column ``name``'s value-to-code map, built once per encoding."""
+        cache = self.__dict__.setdefault("_codes", {})
+        if name not in cache:
+            vocabulary = self.vocabularies[name]
+            cache[name] = {value: code for code, value in enumerate(vocabulary, UNKNOWN + 1)}
+        return cache[name]
+
     def cardinalities(self, columns: Columns) -> list[int]:
         """Embedding rows per categorical column: the vocabulary plus ``UNKNOWN``."""
         return [len(self.vocabularies[name]) + 1 for name in columns.categorical]
@@ -173,8 +181,16 @@ def encode(frame: pl.DataFrame, columns: Columns, encoding: Encoding) -> Tensors
 def encode_inputs(
     frame: pl.DataFrame, columns: Columns, encoding: Encoding
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The model inputs of each row, without a label: what scoring needs."""
+    """The model inputs of each row, without a label: what scoring needs.
+
+    Up to ``SMALL_FRAME`` rows (a serving batch) the columns are encoded one by one in numpy:
+    polars' fixed cost per query is about 2.2 ms whatever the rows, sixteen times the whole
+    encoding of one row. Larger frames go through polars. Both give the same tensors, bit for
+    bit (a test holds them to it).
+    """
     _require(frame, (*columns.categorical, *columns.numeric))
+    if frame.height <= SMALL_FRAME:
+        return _encoded_small(frame, columns, encoding)
     codes = [
         pl.col(name)
         .cast(pl.String)
@@ -195,6 +211,26 @@ def encode_inputs(
         for name in columns.numeric
     ]
     return _matrix(frame, codes, torch.int64), _matrix(frame, numbers, torch.float32)
+
+
+SMALL_FRAME = 1024
+"""Rows up to which ``encode_inputs`` encodes in numpy rather than polars (faster below it)."""
+
+
+def _encoded_small(
+    frame: pl.DataFrame, columns: Columns, encoding: Encoding
+) -> tuple[torch.Tensor, torch.Tensor]:
+    codes = np.full((frame.height, len(columns.categorical)), UNKNOWN, dtype=np.int64)
+    for j, name in enumerate(columns.categorical):
+        code = encoding.codes(name)
+        values = frame.get_column(name).cast(pl.String).to_list()
+        codes[:, j] = [code.get(value, UNKNOWN) for value in values]
+    numbers = np.empty((frame.height, len(columns.numeric)), dtype=np.float64)
+    for j, name in enumerate(columns.numeric):
+        mean = encoding.means[name]
+        values = frame.get_column(name).cast(pl.Float64).to_numpy()
+        numbers[:, j] = (np.where(np.isnan(values), mean, values) - mean) / encoding.scales[name]
+    return torch.from_numpy(codes), torch.from_numpy(numbers.astype(np.float32))
 
 
 def resident(tensors: Tensors, device: torch.device | str) -> Tensors:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 import pytest
 import torch
 
 from tests.training.conftest import COLUMNS
 from training.data import (
+    SMALL_FRAME,
     UNKNOWN,
     Batches,
     Columns,
+    Encoding,
     Tensors,
     encode,
+    encode_inputs,
     epoch_batches,
     fit_encoding,
     split_by,
@@ -139,3 +143,37 @@ def test_split_by_names_what_is_missing(frame: pl.DataFrame) -> None:
         split_by(frame.filter(pl.col("split") != "test"))
     with pytest.raises(ValueError, match="lacks column"):
         fit_encoding(frame.drop("amount"), COLUMNS)
+
+
+def test_small_and_large_frames_encode_alike_bit_for_bit() -> None:
+    """A serving batch goes through numpy, a training frame through polars: same tensors."""
+    rng = np.random.default_rng(3)
+    rows = SMALL_FRAME + 500
+    columns = Columns(("country", "channel"), ("amount", "count", "flag"), label="fraud")
+    encoding = Encoding(
+        vocabularies={"country": ["DE", "FR", "NL"], "channel": ["online", "pos"]},
+        means={"amount": 41.7, "count": 2.0, "flag": 0.3},
+        scales={"amount": 13.1, "count": 1.0, "flag": 0.46},
+    )
+    amounts = rng.lognormal(3, 1, rows)
+    amounts[rng.random(rows) < 0.1] = np.nan
+    frame = pl.DataFrame(
+        {
+            "country": pl.Series(rng.choice(["DE", "FR", "NL", "US", "-"], rows)).replace(
+                "-", None
+            ),
+            "channel": pl.Series(rng.choice(["online", "pos", "fax", "-"], rows)).replace(
+                "-", None
+            ),
+            "amount": amounts,
+            "count": pl.Series(rng.integers(0, 9, rows)).set(
+                pl.Series(rng.random(rows) < 0.1), None
+            ),
+            "flag": pl.Series(rng.random(rows) < 0.5).set(pl.Series(rng.random(rows) < 0.1), None),
+        }
+    )
+    large = encode_inputs(frame, columns, encoding)
+    for part in (frame.head(1), frame.head(SMALL_FRAME)):
+        small = encode_inputs(part, columns, encoding)
+        assert torch.equal(small[0], large[0][: part.height])
+        assert torch.equal(small[1], large[1][: part.height])
