@@ -1,10 +1,10 @@
 """The deployed service, as ``bentoml serve`` runs it from a Bento built by ``deployment/<name>``.
 
 The Bento carries the platform's code and declarations and a ``bundle/`` of the served versions
-(``serving.bundle``); which deployment it is, and so its request schema and batching, is read
-from the bundle when the module is imported, since BentoML reads both from the class; so are the
-runtime and the batching the Bento was built with. All else
-(stores, token, canary share) comes from ``Settings`` when the service starts.
+(``serving.bundle``). The bundle says which deployment this is, and so the request schema, the
+runtime and the batching; it is read when the module is imported, since BentoML reads the schema
+and the batching from the class. All else (stores, token, canary share) comes from ``Settings``
+when the service starts.
 
 ``POST /predict`` takes ``{"transactions": [...]}``, one or more payments, and answers a list of
 ``serving.requests.Prediction`` in the same order; BentoML merges concurrent requests into one

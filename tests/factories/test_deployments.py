@@ -211,6 +211,9 @@ def test_every_prediction_is_logged_with_its_model_and_features(
     assert rows.height == 5
     assert set(rows["model_version"]) == {"1"} and rows["served"].all()
     assert {"txn_count_24h", "amount_to_mean_30d", "is_foreign", "probability"} <= set(rows.columns)
+    scraped = httpx.get(f"{served.url}/metrics", timeout=10).text
+    assert 'fraud_predictions_total{arm="champion",decision="legitimate"}' in scraped
+    assert "fraud_prediction_latency_seconds_bucket" in scraped
 
 
 def test_a_new_release_switches_with_no_failed_request(
