@@ -33,6 +33,8 @@ class ServingTarget(dg.ConfigurableResource):
 
     def build(self, context_dir: Path) -> str:
         """Build the Bento in ``context_dir`` (a ``bentofile.yaml`` and its sources); its tag."""
+        # The build process inherits this one's environment (it is a launcher, not a reader of
+        # settings); only BentoML's own home is set here.
         built = subprocess.run(
             [sys.executable, "-m", "bentoml", "build", str(context_dir), "--output", "tag"],
             cwd=context_dir,

@@ -284,6 +284,7 @@ class LocalTarget(DeployTarget):
             return self._start_supervisor(name, directory)
 
     def _start_supervisor(self, name: str, directory: Path) -> Path:
+        # A launcher: the supervisor inherits this environment, with the project importable.
         package_root = str(Path(__file__).resolve().parent.parent)
         python_path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
         log = directory / "supervisor.log"

@@ -255,6 +255,8 @@ class Supervisor:
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
+                # A launcher: the backend inherits the supervisor's environment (S3 keys among
+                # it) plus the release's settings; the service reads them through Settings.
                 env={**os.environ, **release.environment},
                 start_new_session=True,  # its own process group: stopping it reaches its workers
                 preexec_fn=_die_with_supervisor,
