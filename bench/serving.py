@@ -64,7 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from online import redis_server  # bench/online.py, beside this file
 
-from factories.deployments import BENTO_SOURCES, BENTOFILE
+from factories.deployments import BENTOFILE, copy_sources
 from feature_store.offline import push_latest
 from feature_store.online import RedisOnlineStore
 from feature_store.views import EVENT_TIMESTAMP, EventWindow, FeatureView, parse_reference
@@ -353,11 +353,8 @@ def variants(bento_src: Path, registry: Registry) -> dict[str, dict[str, Any]]:
 
 def build_context(directory: Path, bento_src: Path, bundle: dict[str, Any]) -> Path:
     """This checkout's code with the Bento's models and ``bundle``: the service as it is now."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for package in BENTO_SOURCES:
-        shutil.copytree(ROOT / package, directory / package, ignore=ignore)
-    shutil.copy2(ROOT / "registry.py", directory / "registry.py")
-    shutil.copytree(bento_src / "bundle", directory / "bundle", ignore=ignore)
+    copy_sources(directory)
+    shutil.copytree(bento_src / "bundle", directory / "bundle")
     (directory / "bundle" / "bundle.json").write_text(json.dumps(bundle, indent=2))
     (directory / "bentofile.yaml").write_text(BENTOFILE)
     return directory

@@ -91,7 +91,7 @@ def deployment_asset(
         metadata: dict[str, object] = {}
         with tempfile.TemporaryDirectory() as scratch:
             build = Path(scratch) / "bento"
-            _copy_sources(build)
+            copy_sources(build)
             bundled = []
             for arm, version in versions.items():
                 test = learned_from(mlflow, lakehouse, model, spec, version).test
@@ -268,7 +268,8 @@ def _initial_share(deployment: Deployment, versions: dict[str, str]) -> float:
     return traffic.canary_steps[0]
 
 
-def _copy_sources(build: Path) -> None:
+def copy_sources(build: Path) -> None:
+    """The platform code a service imports, into a Bento build context."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for package in BENTO_SOURCES:
         shutil.copytree(ROOT / package, build / package, ignore=ignore)
