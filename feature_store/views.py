@@ -106,8 +106,9 @@ class RequestFeature:
     """Stored features it reads, as "view:feature" references."""
     expression: pl.Expr
 
-    def compute(self, frame: pl.DataFrame) -> pl.Series:
-        return frame.select(self.expression.cast(self.dtype).alias(self.name)).to_series()
+    def column(self) -> pl.Expr:
+        """The feature as a column of a frame holding its inputs and request fields."""
+        return self.expression.cast(self.dtype).alias(self.name)
 
 
 def parse_reference(reference: str) -> tuple[str, str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from types import TracebackType
 
 import polars as pl
@@ -66,12 +66,13 @@ class PredictionLog:
         )
         self._timer.start()
 
-    def append(self, rows: Sequence[Mapping[str, object]]) -> None:
-        """Buffer ``rows``, each with exactly the schema's fields; a row that does not fit the
-        schema raises here, naming the field, instead of failing a whole batch at write time."""
-        if not rows:
+    def append(self, frame: pl.DataFrame) -> None:
+        """Buffer ``frame``, which must have exactly the schema's columns and dtypes: a frame
+        that does not fit raises here, naming the field, instead of failing a whole batch at
+        write time."""
+        if frame.is_empty():
             return
-        frame = self._frame(rows)
+        self._check(frame)
         with self._lock:
             if self._closed:
                 raise RuntimeError("prediction log is closed")
@@ -153,20 +154,18 @@ class PredictionLog:
             if self._buffered:
                 self.flush()
 
-    def _frame(self, rows: Sequence[Mapping[str, object]]) -> pl.DataFrame:
-        fields = set(self._schema)
-        for row in rows:
-            if row.keys() != fields:
-                missing = sorted(fields - row.keys())
-                unexpected = sorted(row.keys() - fields)
-                raise ValueError(
-                    f"prediction row has missing fields {missing} and unexpected fields "
-                    f"{unexpected}"
-                )
-        columns = []
+    def _check(self, frame: pl.DataFrame) -> None:
+        if frame.schema == self._schema:
+            return
+        missing = sorted(self._schema.keys() - set(frame.columns))
+        unexpected = sorted(set(frame.columns) - self._schema.keys())
+        if missing or unexpected:
+            raise ValueError(
+                f"prediction rows have missing fields {missing} and unexpected fields {unexpected}"
+            )
         for name, dtype in self._schema.items():
-            try:
-                columns.append(pl.Series(name, [row[name] for row in rows], dtype, strict=True))
-            except (TypeError, pl.exceptions.PolarsError) as error:
-                raise TypeError(f"prediction field {name!r} must hold {dtype}: {error}") from error
-        return pl.DataFrame(columns)
+            if frame.schema[name] != dtype:
+                raise TypeError(
+                    f"prediction field {name!r} must hold {dtype}, not {frame.schema[name]}"
+                )
+        raise ValueError(f"prediction fields must come in the order {list(self._schema)}")

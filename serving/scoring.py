@@ -88,7 +88,8 @@ class Scoring:
             arm_started = time.perf_counter()
             try:
                 probability = np.full(rows.height, np.nan, dtype=np.float32)
-                probability[wanted] = self.models[arm].scorer.score(rows.filter(wanted))
+                asked = rows if wanted.all() else rows.filter(wanted)
+                probability[wanted] = self.models[arm].scorer.score(asked)
             except Exception:
                 if arm == CHAMPION:
                     raise
@@ -157,30 +158,36 @@ class Scoring:
         scored_at: datetime,
         latency_ms: float,
     ) -> pl.DataFrame:
-        base = rows.select(*self.deployment.request_fields, *self.features).with_columns(
-            pl.Series("request_id", request_ids),
-            pl.lit(self.deployment.name).alias("deployment"),
-            pl.lit(scored_at).alias("scored_at"),
-            pl.lit(latency_ms).alias("latency_ms"),
-            pl.lit(rows.height).alias("batch_size"),
+        arms = list(probabilities)
+        picked = [np.flatnonzero((served == arm) | (shadow == arm)) for arm in arms]
+        index = np.concatenate(picked)
+        arm = np.repeat(np.array(arms, dtype=object), [len(p) for p in picked])
+        probability = np.concatenate(
+            [probabilities[a][p] for a, p in zip(arms, picked, strict=True)]
+        ).astype(np.float64)
+        threshold = np.repeat([self.models[a].threshold for a in arms], [len(p) for p in picked])
+        prediction = {
+            "request_id": np.array(request_ids, dtype=object)[index],
+            "deployment": np.full(len(index), self.deployment.name, dtype=object),
+            "arm": arm,
+            "model_version": np.array([self.models[a].version for a in arm], dtype=object),
+            "served": served[index] == arm,
+            "probability": probability,
+            "threshold": threshold,
+            "fraud": probability >= threshold,
+            "scored_at": np.full(len(index), np.datetime64(scored_at, "us")),
+            "latency_ms": np.full(len(index), latency_ms),
+            "batch_size": np.full(len(index), rows.height),
+        }
+        # Series, not expressions: at a request's few rows polars' per-expression cost dominates.
+        taken = rows if np.array_equal(index, np.arange(rows.height)) else rows[index]
+        frame = pl.DataFrame(
+            [
+                pl.Series(name, prediction[name], dtype) if name in prediction else taken[name]
+                for name, dtype in self.log_schema.items()
+            ]
         )
-        parts = []
-        for arm, probability in probabilities.items():
-            model = self.models[arm]
-            scored = (served == arm) | (shadow == arm)
-            parts.append(
-                base.with_columns(
-                    pl.lit(arm).alias("arm"),
-                    pl.lit(model.version).alias("model_version"),
-                    pl.Series("served", served == arm),
-                    pl.Series("probability", probability, dtype=pl.Float64),
-                    pl.lit(model.threshold).alias("threshold"),
-                ).filter(pl.Series(scored))
-            )
-        frame = pl.concat(parts).with_columns(
-            (pl.col("probability") >= pl.col("threshold")).alias("fraud")
-        )
-        return frame.select(pl.col(n).cast(t) for n, t in self.log_schema.items())
+        return frame if frame.schema == self.log_schema else frame.cast(self.log_schema)
 
     def _log_schema(self) -> dict[str, pl.DataType]:
         """The columns of ``monitoring/predictions``: the request, every feature as served, and

@@ -17,9 +17,11 @@ import functools
 import logging
 import threading
 from pathlib import Path
+from typing import Annotated
 
 import bentoml
 import torch
+from bentoml.validators import ContentType
 
 from feature_store.online import OnlineStore, open_online_store
 from registry import discover
@@ -89,7 +91,14 @@ class _Auth(BearerAuth):
         super().__init__(app, Settings.from_env().serving_token)  # type: ignore[arg-type]
 
 
-@bentoml.service(name=DEPLOYMENT.name, workers=1, traffic={"timeout": 30})
+@bentoml.service(
+    name=DEPLOYMENT.name,
+    workers=1,
+    traffic={"timeout": 30},
+    # Each request is in the prediction log (request id, latency); an access line for it too
+    # cost the event loop about 5% under load.
+    logging={"access": {"enabled": False}},
+)
 class FraudService:
     def __init__(self) -> None:
         # One worker scores for all connections: torch's intra-op threads would only fight the
@@ -127,10 +136,17 @@ class FraudService:
             settings.canary_share,
         )
 
+    # Async: a batch is scored on the event loop itself. Handed to a worker thread instead, it
+    # contends with the loop for the GIL, which cost more than the scoring (p50 at 16
+    # connections 43 ms threaded, 31 ms on the loop). The response's declared media type
+    # spares BentoML deriving it from a JSON schema per response, a fifth of the loop's time.
     @bentoml.api(route="/predict", **BATCHING)
-    def predict(self, transactions: list[Transaction]) -> list[Prediction]:  # type: ignore[valid-type]
+    async def predict(
+        self,
+        transactions: list[Transaction],  # type: ignore[valid-type]
+    ) -> Annotated[list[Prediction], ContentType("application/json")]:
         scored = self.scoring.score(to_frame(transactions, SOURCE), self._store())
-        self.log.append(scored.log.to_dicts())
+        self.log.append(scored.log)
         for outcome in scored.outcomes:
             predictions.labels(arm=outcome.arm, decision="fraud").inc(outcome.fraud)
             predictions.labels(arm=outcome.arm, decision="legitimate").inc(outcome.legitimate)
@@ -144,7 +160,8 @@ class FraudService:
         self.log.close()
 
     def _store(self) -> OnlineStore:
-        """One store per worker thread: a SQLite connection may not cross threads."""
+        """Opened on first use, in the thread that scores: a SQLite connection may not cross
+        threads."""
         store = getattr(self._local, "store", None)
         if store is None:
             store = self._local.store = open_online_store(self.online_store_url)

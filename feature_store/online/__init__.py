@@ -10,7 +10,7 @@ never rolls features back.
 the backends, ``resource`` the URL dispatch and the Dagster resource.
 """
 
-from feature_store.online.base import OnlineStore, ViewSchema
+from feature_store.online.base import OnlineStore, Read, ViewSchema
 from feature_store.online.redis import RedisOnlineStore
 from feature_store.online.resource import OnlineStoreResource, open_online_store
 from feature_store.online.sqlite import SQLiteOnlineStore
@@ -18,6 +18,7 @@ from feature_store.online.sqlite import SQLiteOnlineStore
 __all__ = [
     "OnlineStore",
     "OnlineStoreResource",
+    "Read",
     "RedisOnlineStore",
     "SQLiteOnlineStore",
     "ViewSchema",

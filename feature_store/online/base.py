@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 import polars as pl
 
@@ -119,6 +119,20 @@ def prepare(
     return ViewSchema(entity_key, timestamp, features), latest
 
 
+class Read(NamedTuple):
+    """Features of one view for some entities, as ``OnlineStore.read`` takes them."""
+
+    view: str
+    entity_ids: Sequence[str]
+    features: Sequence[str]
+
+
+def _frame(plan: ReadPlan, rows: list[tuple[Any, ...]]) -> pl.DataFrame:
+    if len(rows) == 1:  # from a dict polars skips its row path's Python-side dtype checks
+        return pl.DataFrame([dict(zip(plan.schema, rows[0], strict=True))], schema=plan.schema)
+    return pl.DataFrame(rows, schema=plan.schema, orient="row")
+
+
 class OnlineStore(ABC):
     """Latest feature values per entity, keyed by view; usable as a context manager."""
 
@@ -151,11 +165,20 @@ class OnlineStore(ABC):
     def read(self, view: str, entity_ids: Sequence[str], features: Sequence[str]) -> pl.DataFrame:
         """One row per requested id in request order (duplicates kept, nulls for unknown ids):
         the entity key, the requested features in their dtypes, then the event timestamp."""
-        plan = self._plans.get((view, tuple(features))) or self._plan(view, features)
-        rows = self._fetch(plan, entity_ids)
-        if len(rows) == 1:  # from a dict polars skips its row path's Python-side dtype checks
-            return pl.DataFrame([dict(zip(plan.schema, rows[0], strict=True))], schema=plan.schema)
-        return pl.DataFrame(rows, schema=plan.schema, orient="row")
+        return self.read_many([Read(view, entity_ids, features)])[0]
+
+    def read_many(self, reads: Sequence[Read]) -> list[pl.DataFrame]:
+        """Several reads, one answer each as ``read`` gives it: a request needs features of
+        several views, and a networked backend fetches them all in one round trip."""
+        plans = [self._plan(r.view, r.features) for r in reads]
+        fetched = self._fetch_many([(p, r.entity_ids) for p, r in zip(plans, reads, strict=True)])
+        return [_frame(plan, rows) for plan, rows in zip(plans, fetched, strict=True)]
+
+    def _fetch_many(
+        self, reads: Sequence[tuple[ReadPlan, Sequence[str]]]
+    ) -> list[list[tuple[Any, ...]]]:
+        """One ``_fetch`` per read; a backend that can send them together overrides this."""
+        return [self._fetch(plan, entity_ids) for plan, entity_ids in reads]
 
     def __enter__(self) -> Self:
         return self
@@ -169,8 +192,10 @@ class OnlineStore(ABC):
         self.close()
 
     def _plan(self, view: str, features: Sequence[str]) -> ReadPlan:
-        """Build and cache a read plan. The schema is fetched only when the view or a feature is
-        new to this instance: recorded columns never change dtype, so the cache stays valid."""
+        """The read plan, built once per store. The schema is fetched only when the view or a
+        feature is new to this instance: recorded columns never change dtype, so it stays valid."""
+        if plan := self._plans.get((view, tuple(features))):
+            return plan
         check_name("view", view)
         for feature in features:
             check_name("feature", feature)

@@ -33,17 +33,20 @@ SCHEMA = {
 NEVER = 3600.0
 
 
-def rows(first: int, count: int) -> list[dict[str, object]]:
-    return [
-        {
-            "prediction_id": i,
-            "customer_id": f"c{i % 7}",
-            "arm": "challenger" if i % 3 == 0 else "champion",
-            "score": i / 100,
-            "predicted_at": datetime(2024, 3, 1, 12, 0, i % 60, tzinfo=UTC),
-        }
-        for i in range(first, first + count)
-    ]
+def rows(first: int, count: int) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            {
+                "prediction_id": i,
+                "customer_id": f"c{i % 7}",
+                "arm": "challenger" if i % 3 == 0 else "champion",
+                "score": i / 100,
+                "predicted_at": datetime(2024, 3, 1, 12, 0, i % 60, tzinfo=UTC),
+            }
+            for i in range(first, first + count)
+        ],
+        schema=SCHEMA,
+    )
 
 
 @pytest.fixture
@@ -62,13 +65,13 @@ def written(lake: Lakehouse) -> pl.DataFrame:
 
 
 def test_flush_writes_exactly_the_rows_appended(lake: Lakehouse) -> None:
-    appended = rows(0, 10) + rows(10, 5)
+    appended = rows(0, 15)
     with PredictionLog(writer(lake), SCHEMA, flush_seconds=NEVER) as log:
         log.append(appended[:10])
         log.append(appended[10:])
         assert log.flush() == 15
         assert log.flush() == 0
-    assert written(lake).equals(pl.DataFrame(appended, schema=SCHEMA))
+    assert written(lake).equals(appended)
 
 
 def eventually(condition: Callable[[], bool]) -> None:
@@ -138,23 +141,19 @@ def test_a_failed_write_keeps_its_rows_until_one_succeeds(
         log.append(rows(6, 4))
         eventually(lambda: log.pending == 0)
     assert calls == [4, 6, 4]
-    assert written(lake).equals(pl.DataFrame(rows(0, 10), schema=SCHEMA))
+    assert written(lake).equals(rows(0, 10))
 
 
-def test_a_bad_row_fails_at_append_naming_the_field(lake: Lakehouse) -> None:
+def test_a_bad_frame_fails_at_append_naming_the_field(lake: Lakehouse) -> None:
     with PredictionLog(writer(lake), SCHEMA, flush_seconds=NEVER) as log:
-        wrong_type = rows(0, 2)
-        wrong_type[1]["score"] = "0.5"
-        with pytest.raises(TypeError, match="'score' must hold Float64"):
-            log.append(wrong_type)
-        missing = rows(0, 1)
-        del missing[0]["arm"]
+        with pytest.raises(TypeError, match="'score' must hold Float64, not String"):
+            log.append(rows(0, 2).with_columns(pl.col("score").cast(pl.String)))
         with pytest.raises(ValueError, match=r"missing fields \['arm'\]"):
-            log.append(missing)
-        extra = rows(0, 1)
-        extra[0]["features"] = [1.0]
+            log.append(rows(0, 1).drop("arm"))
         with pytest.raises(ValueError, match=r"unexpected fields \['features'\]"):
-            log.append(extra)
+            log.append(rows(0, 1).with_columns(features=pl.lit(1.0)))
+        with pytest.raises(ValueError, match="in the order"):
+            log.append(rows(0, 1).select(reversed(SCHEMA)))
         assert log.flush() == 0
 
 
@@ -204,7 +203,8 @@ log = PredictionLog(
     flush_seconds=3600,
 )
 for first in range(0, int(sys.argv[3]), 8):
-    log.append([{"prediction_id": i, "score": i / 10} for i in range(first, first + 8)])
+    ids = pl.Series(range(first, first + 8), dtype=pl.Int64)
+    log.append(pl.DataFrame({"prediction_id": ids, "score": ids / 10}))
 # The crash comes between writes: once the log's thread has caught up with the full buffers.
 while log.pending >= int(sys.argv[2]):
     time.sleep(0.01)

@@ -187,5 +187,5 @@ def test_log_rows_fit_the_prediction_log(
     scored = engine.score(requests(CUSTOMERS[:7]), store)
     written: list[pl.DataFrame] = []
     with PredictionLog(written.append, engine.log_schema, flush_rows=1000) as log:
-        log.append(scored.log.to_dicts())
+        log.append(scored.log)
     assert pl.concat(written).equals(scored.log)
