@@ -12,10 +12,13 @@ import dagster as dg
 from factories import build_assets
 from factories.policies import daily_partitions
 from jobs.ingest import daily_ingest, relabel_gold
+from jobs.monitoring import monitoring_jobs
 from jobs.serving import serving_jobs
 from jobs.training import train_model
 from registry import discover
 from resources import Settings, build_resources
+from sensors.alerts import check_failure_alerts, run_failure_alerts
+from sensors.drift import drift_sensor
 
 
 def build_definitions(settings: Settings, declarations: str = "assets") -> dg.Definitions:
@@ -38,8 +41,19 @@ def build_definitions(settings: Settings, declarations: str = "assets") -> dg.De
         serving, serving_schedules = serving_jobs(deployment)
         jobs += serving
         schedules += serving_schedules
+    sensors = [run_failure_alerts(), check_failure_alerts()]
+    for monitor in registry.monitors.values():
+        watching, watching_schedules = monitoring_jobs(monitor)
+        jobs += watching
+        schedules += watching_schedules
+        model = registry.deployments[monitor.deployment].model
+        sensors.append(drift_sensor(monitor, f"train_{model}"))
     return dg.Definitions(
-        assets=assets, jobs=jobs, schedules=schedules, resources=build_resources(settings)
+        assets=assets,
+        jobs=jobs,
+        schedules=schedules,
+        sensors=sensors,
+        resources=build_resources(settings),
     )
 
 

@@ -23,6 +23,7 @@ from definitions import build_definitions
 from feature_store.online import open_online_store
 from feature_store.serving import get_online_features
 from jobs.promote import main as promote
+from monitoring.monitors import Monitor
 from reference_data import GeneratorConfig, generate
 from registry import Registry, discover
 from resources import Lakehouse, build_resources
@@ -127,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"not deploying {deployment.name}: {deployment.model} has no champion yet")
                 continue
             failed += serve(defs, instance, deployment, days[-1], tags, settings)
+            for monitor in registry.monitors.values():
+                if monitor.deployment == deployment.name:
+                    failed += watch(defs, instance, monitor, days[-1], tags)
     print_summary(registry, lakehouse)
     as_of = datetime.combine(start + timedelta(days=args.days), time())
     print_online_sample(registry, lakehouse, settings.online_store_url, as_of)
@@ -231,6 +235,49 @@ def serve(
         "$PLATFORM_HOME/secrets.env)"
     )
     return [] if batch.success and answer.status_code == 200 else [f"serve {deployment.name}"]
+
+
+def watch(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    monitor: Monitor,
+    last_day: str,
+    tags: dict[str, str],
+) -> list[str]:
+    """Profile the champion's training window, then judge the scored day's drift against it."""
+    failed = []
+    for job, partition in (
+        (f"reference_{monitor.name}", None),
+        (f"monitor_{monitor.name}", last_day),
+        (f"performance_{monitor.name}", None),
+    ):
+        result = defs.resolve_job_def(job).execute_in_process(
+            instance=instance,
+            partition_key=partition,
+            raise_on_error=False,
+            run_config=QUIET,
+            tags=tags,
+        )
+        shown_as = f"{job} {partition}" if partition else job
+        print(f"{shown_as}: {'ok' if result.success else 'FAILED'}")
+        if not result.success:
+            failed.append(job)
+            continue
+        for report in result.asset_materializations_for_node(
+            "__".join(asset_key(monitor.drift_table).path)
+        ):
+            shown = {k: v.value for k, v in report.metadata.items()}
+            print(
+                f"drift on {last_day}: {shown['worst_severity']}"
+                f" ({shown['drifted_features'] or 'no feature'})"
+            )
+            if shown["worst_severity"] != "info":
+                print(
+                    "  (a short demo's 7- and 30-day windows were still filling on the days "
+                    "the champion learned from; `make dev` starts the drift sensor, which asks "
+                    "for a retraining on a critical report)"
+                )
+    return failed
 
 
 def print_summary(registry: Registry, lakehouse: Lakehouse) -> None:

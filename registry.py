@@ -35,9 +35,10 @@ from feature_store.views import (
 )
 from medallion.derived import DerivedTable
 from medallion.sources import SourceTable
+from monitoring.monitors import PREDICTION, Monitor
 from serving.deployments import Deployment
 from training.models import Model
-from training.sets import TrainingSet, entity_columns
+from training.sets import TrainingSet, entity_columns, feature_columns
 
 Declaration = (
     Entity
@@ -48,6 +49,7 @@ Declaration = (
     | TrainingSet
     | Model
     | Deployment
+    | Monitor
 )
 KINDS: dict[type, str] = {
     Entity: "entity",
@@ -58,6 +60,7 @@ KINDS: dict[type, str] = {
     TrainingSet: "training set",
     Model: "model",
     Deployment: "deployment",
+    Monitor: "monitor",
 }
 
 
@@ -75,6 +78,7 @@ class Registry:
     training_sets: dict[str, TrainingSet] = field(default_factory=dict)
     models: dict[str, Model] = field(default_factory=dict)
     deployments: dict[str, Deployment] = field(default_factory=dict)
+    monitors: dict[str, Monitor] = field(default_factory=dict)
     files: dict[tuple[str, str], str] = field(default_factory=dict)
     """(kind, name) to the file that declares it, for messages."""
 
@@ -88,6 +92,7 @@ class Registry:
             "training set": self.training_sets,
             "model": self.models,
             "deployment": self.deployments,
+            "monitor": self.monitors,
         }[kind]  # type: ignore[return-value]
 
     def tables(self) -> list[tuple[str, str]]:
@@ -121,7 +126,8 @@ def discover(package: ModuleType | str = "assets") -> Registry:
         if not owned:
             raise DeclarationError(
                 f"{file} declares nothing: assign a SourceTable, DerivedTable, Entity, "
-                "FeatureView, RequestFeature, TrainingSet, Model or Deployment to a module-level "
+                "FeatureView, RequestFeature, TrainingSet, Model, Deployment or Monitor to a "
+                "module-level "
                 "name "
                 "(helpers go in a module whose name starts with '_')"
             )
@@ -221,6 +227,8 @@ def _check_references(registry: Registry) -> None:
             fail("model", model.name, f"reads {missing}, not columns of training set {spec.name!r}")
     for deployment in registry.deployments.values():
         _check_deployment(registry, deployment, fail)
+    for monitor in registry.monitors.values():
+        _check_monitor(registry, monitor, fail)
 
 
 def _check_deployment(
@@ -249,6 +257,20 @@ def _check_deployment(
     ]
     if missing := [c for c in dict.fromkeys(needed) if c not in deployment.request_fields]:
         fail("deployment", name, f"requests lack {missing}, which training set {spec.name!r} reads")
+
+
+def _check_monitor(
+    registry: Registry, monitor: Monitor, fail: Callable[[str, str, str], None]
+) -> None:
+    """A monitor profiles what its deployment's batch scores hold: the model's inputs."""
+    if monitor.deployment not in registry.deployments:
+        fail("monitor", monitor.name, f"watches undeclared deployment {monitor.deployment!r}")
+    if monitor.label_source not in registry.sources:
+        fail("monitor", monitor.name, f"labels from undeclared table {monitor.label_source!r}")
+    model = registry.models[registry.deployments[monitor.deployment].model]
+    inputs = [*feature_columns(registry.training_sets[model.training_set]), PREDICTION]
+    if unknown := [f for f in monitor.features if f not in inputs]:
+        fail("monitor", monitor.name, f"profiles {unknown}, which {model.name!r} does not read")
 
 
 def catalog(registry: Registry) -> dict[str, pl.DataFrame]:
@@ -304,6 +326,19 @@ def catalog(registry: Registry) -> dict[str, pl.DataFrame]:
                     "file": registry.files["deployment", d.name],
                 }
                 for d in registry.deployments.values()
+            ]
+        ),
+        "monitors": pl.DataFrame(
+            [
+                {
+                    "monitor": m.name,
+                    "deployment": m.deployment,
+                    "reference days": m.reference_days,
+                    "retrains on": m.retrain_on,
+                    "cooldown (days)": m.cooldown.days,
+                    "file": registry.files["monitor", m.name],
+                }
+                for m in registry.monitors.values()
             ]
         ),
     }

@@ -3,7 +3,7 @@
 One factory per kind: ``sources`` (bronze and silver of a source table), ``derived`` (a gold
 table), ``features`` (feature views and the online store), ``training`` (training sets), ``models``
 (a model's study, training run and evaluation), ``deployments`` (a service, its canary and its
-batch scores).
+batch scores), ``monitors`` (a deployment's reference, daily profiles, drift and performance).
 Engines (medallion/, feature_store/, training/) know nothing of Dagster or of the declarations;
 the code here wires them together.
 """
@@ -18,6 +18,7 @@ from factories.deployments import deployment_assets
 from factories.derived import derived_asset
 from factories.features import feature_view_asset, online_store_asset
 from factories.models import model_assets
+from factories.monitors import monitor_assets
 from factories.sources import source_assets
 from factories.training import training_set_asset
 from registry import Registry
@@ -49,5 +50,10 @@ def build_assets(
                 asset
                 for deployment in registry.deployments.values()
                 for asset in deployment_assets(deployment, registry, daily)
+            ),
+            *(
+                asset
+                for monitor in registry.monitors.values()
+                for asset in monitor_assets(monitor, registry, daily)
             ),
         ]

@@ -37,7 +37,15 @@ from training.registry import ModelRegistry
 from training.sets import TrainingSet, feature_references
 
 ROOT = Path(__file__).resolve().parents[1]
-BENTO_SOURCES = ("assets", "feature_store", "medallion", "resources", "serving", "training")
+BENTO_SOURCES = (
+    "assets",
+    "feature_store",
+    "medallion",
+    "monitoring",
+    "resources",
+    "serving",
+    "training",
+)
 """The packages a service imports, copied into each Bento with ``registry.py``."""
 BENTOFILE = """service: "serving.service:FraudService"
 include:
@@ -219,12 +227,8 @@ def batch_scores_asset(
     ) -> pl.DataFrame:
         require_ready_inputs(context)
         models = mlflow.registry(registry_audit(lakehouse))
-        version = _champion(models, model.name)
         with tempfile.TemporaryDirectory() as scratch:
-            folder = models.download(model.name, version, Path(scratch))
-            champion = ServedModel(
-                version, models.threshold(model.name, version), load_scorer(folder, "torch")
-            )
+            champion = served_champion(models, model.name, Path(scratch))
             scores = score_events(
                 events.collect(),
                 source.primary_key,
@@ -235,7 +239,7 @@ def batch_scores_asset(
                 champion,
             )
         context.add_output_metadata(
-            {"model_version": version, "flagged": int(scores["fraud"].sum())}
+            {"model_version": champion.version, "flagged": int(scores["fraud"].sum())}
         )
         return scores
 
@@ -250,6 +254,13 @@ def _champion(registry: ModelRegistry, model: str) -> str:
             "(make approve MODEL=... VERSION=...)"
         )
     return champion
+
+
+def served_champion(registry: ModelRegistry, model: str, scratch: Path) -> ServedModel:
+    """The champion, downloaded into ``scratch`` and run by torch, as batch scoring runs it."""
+    version = _champion(registry, model)
+    folder = registry.download(model, version, scratch)
+    return ServedModel(version, registry.threshold(model, version), load_scorer(folder, "torch"))
 
 
 def _served_versions(registry: ModelRegistry, deployment: Deployment) -> dict[str, str]:

@@ -299,13 +299,20 @@ def evaluation_asset(model: Model, spec: TrainingSet) -> dg.AssetsDefinition:
 def learned_from(
     mlflow: MlflowTracking, lakehouse: Lakehouse, model: Model, spec: TrainingSet, version: str
 ) -> Splits:
-    """The splits of the training set version that ``version`` learned from (by its Delta
-    version), so a version is always judged on its own hold-out."""
+    """The splits of the training set version that ``version`` learned from, so a version is
+    always judged on its own hold-out."""
+    frame = training_rows(mlflow, lakehouse, model, spec, version).select(*model.inputs(), SPLIT)
+    return split_by(frame.collect())
+
+
+def training_rows(
+    mlflow: MlflowTracking, lakehouse: Lakehouse, model: Model, spec: TrainingSet, version: str
+) -> pl.LazyFrame:
+    """The training set as ``version`` learned from it: the Delta version its run recorded."""
     client = mlflow.client()
     run_id = client.get_model_version(model.name, version).run_id
     set_version = int(client.get_run(run_id).data.tags[TRAINING_SET_VERSION])
-    frame = lakehouse.scan(spec.table, version=set_version).select(*model.inputs(), SPLIT)
-    return split_by(frame.collect())
+    return lakehouse.scan(spec.table, version=set_version)
 
 
 def study_name(model: Model, training_set_version: int) -> str:

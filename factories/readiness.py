@@ -17,6 +17,7 @@ chargebacks of D+1..D+45 land, and takes them when they do. The day itself alway
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 import dagster as dg
@@ -34,12 +35,16 @@ _REASONS = {
 
 
 def upstream_days(
-    assets_def: dg.AssetsDefinition, day: str, current_time: datetime | None = None
+    assets_def: dg.AssetsDefinition,
+    day: str,
+    current_time: datetime | None = None,
+    whole: Collection[dg.AssetKey] = (),
 ) -> dict[dg.AssetKey, list[str]]:
-    """Every upstream asset of ``assets_def`` with the days its dependency maps ``day`` to."""
+    """Every upstream asset of ``assets_def`` but the ``whole`` (unpartitioned) ones, with the
+    days its dependency maps ``day`` to."""
     partitions = assets_def.partitions_def
     assert partitions is not None, f"{assets_def.key} is not partitioned"
-    own = set(assets_def.keys)
+    own = {*assets_def.keys, *whole}
     days: dict[dg.AssetKey, set[str]] = {}
     for spec in assets_def.specs:
         for dep in spec.deps:
@@ -84,12 +89,18 @@ def unready_inputs(
     assets_def: dg.AssetsDefinition,
     day: str,
     current_time: datetime | None = None,
+    whole: Collection[dg.AssetKey] = (),
 ) -> list[str]:
-    """Plain-words reasons why ``assets_def`` must not be built for ``day``; empty when ready."""
+    """Plain-words reasons why ``assets_def`` must not be built for ``day``; empty when ready.
+    An unpartitioned (``whole``) input must have been materialized, whatever the day."""
     partitions = assets_def.partitions_def
     assert partitions is not None
-    reasons = []
-    for key, mapped in upstream_days(assets_def, day, current_time).items():
+    reasons = [
+        f"{key.to_user_string()} {_REASONS[None]}"
+        for key in sorted(whole)
+        if instance.get_latest_materialization_event(key) is None
+    ]
+    for key, mapped in upstream_days(assets_def, day, current_time, whole).items():
         status = partition_statuses(instance, key, partitions)
         attempted = [d for d in mapped if d in status]
         first, horizon = min([day, *attempted]), max([day, *attempted])
@@ -102,7 +113,15 @@ def unready_inputs(
 
 def require_ready_inputs(context: dg.AssetExecutionContext) -> None:
     """Fail the step, before anything is read or written, when an input is missing or failed."""
-    reasons = unready_inputs(context.instance, context.assets_def, context.partition_key)
+    graph = context.job_def.asset_layer.asset_graph
+    whole = [
+        key
+        for key in context.assets_def.dependency_keys
+        if graph.has(key) and not graph.get(key).is_partitioned
+    ]
+    reasons = unready_inputs(
+        context.instance, context.assets_def, context.partition_key, whole=whole
+    )
     if reasons:
         raise dg.Failure(
             description=f"Not built for {context.partition_key}: its inputs are not sound. "

@@ -7,6 +7,7 @@ from typing import Any
 import dagster as dg
 
 from feature_store.online import OnlineStoreResource
+from resources.alerts import Alerts
 from resources.lakehouse import Lakehouse
 from resources.lakehouse_io import LakehouseIOManager
 from resources.landing_zone import LandingZone
@@ -17,6 +18,7 @@ from resources.tracking import MlflowTracking
 from resources.trainer import StudyStorage, Trainer
 
 __all__ = [
+    "Alerts",
     "Lakehouse",
     "LakehouseIOManager",
     "LandingZone",
@@ -47,6 +49,9 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
             tracking_uri=settings.mlflow_tracking_uri, artifact_root=settings.mlflow_artifact_root
         ),
         "studies": StudyStorage(url=settings.optuna_storage),
+        "alerts": Alerts(
+            webhook_url=dg.EnvVar("ALERT_WEBHOOK_URL") if settings.alert_webhook else None
+        ),
         "serving": ServingTarget(
             bentoml_home=str(settings.home / "bentoml"),
             state_dir=str(settings.home / "serving"),

@@ -170,7 +170,7 @@ class Lakehouse(dg.ConfigurableResource):
             frame = frame.filter(pl.col(PARTITION_COLUMN) >= first.isoformat())
         if last is not None:
             frame = frame.filter(pl.col(PARTITION_COLUMN) <= last.isoformat())
-        return frame.drop(PARTITION_COLUMN), version
+        return frame.drop(PARTITION_COLUMN, strict=False), version  # none when unpartitioned
 
     def scan_or_empty(
         self, table: str, schema: pl.Schema, *, partitions: list[str] | None = None

@@ -26,6 +26,8 @@ Everything is read from the environment, so switching a deployment is configurat
   nobody by default.
 - ``SERVING_TOKEN``: the bearer token model services require on ``/predict``; a service without
   one refuses to start. ``make`` generates one into ``$PLATFORM_HOME/secrets.env``.
+- ``ALERT_WEBHOOK_URL``: where alerts of warning and above are posted as JSON (a Slack-style
+  incoming webhook); unset, alerts go to the log only. A secret: such URLs carry their token.
 - ``CANARY_SHARE``: set by the deploy target on a canary release, the challenger's share.
 - ``PIPELINE_START_DATE``: first daily partition, ``YYYY-MM-DD``; defaults to 2024-01-01.
 - ``PSEUDONYMIZATION_KEY``: secret for the keyed hash of PII; never has a default.
@@ -65,6 +67,8 @@ class Settings:
     landing_storage_options: dict[str, str] = field(default_factory=dict)
     """The landing zone's S3 options; empty for a local landing folder."""
     serving_token: str = field(default="", repr=False)
+    alert_webhook: bool = False
+    """Whether ``ALERT_WEBHOOK_URL`` is set; its value is read by the resource, never kept here."""
     canary_share: float = 0.0
     """The share of customers a canary release sends to the challenger (``CANARY_SHARE``): each
     step of a canary is a release of the same Bento with a new share."""
@@ -112,6 +116,7 @@ class Settings:
             storage_options=s3_storage_options(lakehouse_uri, env),
             landing_storage_options=s3_storage_options(landing_uri, env),
             serving_token=env.get("SERVING_TOKEN", ""),
+            alert_webhook=bool(env.get("ALERT_WEBHOOK_URL")),
             canary_share=float(env.get("CANARY_SHARE", "0")),
         )
 

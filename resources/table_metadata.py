@@ -6,6 +6,7 @@ from typing import Any
 
 import dagster as dg
 import polars as pl
+import polars.selectors as cs
 
 from resources.lakehouse import DeltaCommit
 
@@ -27,8 +28,8 @@ def table_metadata(
         "dagster/row_count": commit.rows,
         "dagster/column_schema": column_schema(frame.schema, descriptions),
     }
-    if preview:
-        metadata["preview"] = frame_value(frame.head(PREVIEW_ROWS))
+    if preview:  # bytes (a serialized profile) read as nothing a person could use
+        metadata["preview"] = frame_value(frame.head(PREVIEW_ROWS).select(~cs.binary()))
     return metadata
 
 

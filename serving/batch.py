@@ -8,7 +8,7 @@ import polars as pl
 
 from feature_store.views import FeatureView, RequestFeature
 from serving.bundle import ServedModel
-from training.sets import TrainingSet, offline_features
+from training.sets import TrainingSet, feature_columns, offline_features
 
 
 def score_events(
@@ -20,7 +20,8 @@ def score_events(
     request_features: Mapping[str, RequestFeature],
     model: ServedModel,
 ) -> pl.DataFrame:
-    """One row per event: its ``key``, time, the version's probability and decision.
+    """One row per event: its ``key``, time, every input of the model as it was scored, and
+    the version's probability and decision (the inputs are what monitoring profiles).
 
     Features are joined strictly before each event (``offline_features``), which is what the
     online store holds when the event arrives, so a served score equals the batch score of the
@@ -28,7 +29,8 @@ def score_events(
     """
     frame = offline_features(spec, events, views, scan, request_features)
     probability = model.scorer.score(frame) if frame.height else []
-    return frame.select(key, spec.event_time).with_columns(
+    inputs = dict.fromkeys([key, spec.event_time, *feature_columns(spec)])
+    return frame.select(*inputs).with_columns(
         pl.lit(model.version).alias("model_version"),
         pl.Series("probability", probability, dtype=pl.Float64),
         pl.lit(model.threshold).alias("threshold"),

@@ -69,7 +69,6 @@ CONNECTIONS = 1024
 KEEPALIVE_S = 2.0
 """Idle time after which the proxy drops a backend connection itself. Below uvicorn's 5 s, so a
 backend never closes a connection just as the proxy sends a request on it (a failed request)."""
-CHUNK_BYTES = 65536
 READY_POLL_S = 0.1
 DRAIN_POLL_S = 0.01
 RESTART_DELAY_S = 1.0
@@ -174,34 +173,32 @@ class Supervisor:
             backend.inflight -= 1
 
     async def forward(self, request: web.BaseRequest, port: int) -> web.StreamResponse:
-        """Send ``request`` to the backend on ``port``, streaming both bodies."""
+        """Send ``request`` to the backend on ``port``. Bodies are read whole (up to aiohttp's
+        1 MiB, a 413 above it): a request is a few payments, and a body sent with its length
+        spares both hops chunked encoding."""
+        body = await request.read() if request.body_exists else None
         try:
-            upstream = await self.session.request(
+            async with self.session.request(
                 request.method,
                 URL(f"http://{BACKEND_HOST}:{port}{request.raw_path}", encoded=True),
                 headers=[
                     (k, v) for k, v in request.headers.items() if k.lower() not in REQUEST_DROP
                 ],
-                data=request.content.iter_chunked(CHUNK_BYTES) if request.body_exists else None,
+                data=body,
                 allow_redirects=False,
-            )
+            ) as upstream:
+                return web.Response(
+                    status=upstream.status,
+                    reason=upstream.reason,
+                    headers=[
+                        (k, v)
+                        for k, v in upstream.headers.items()
+                        if k.lower() not in RESPONSE_DROP
+                    ],
+                    body=await upstream.read(),
+                )
         except aiohttp.ClientError as error:
             return web.Response(status=502, text=f"the model backend did not answer: {error}\n")
-        async with upstream:
-            response = web.StreamResponse(
-                status=upstream.status,
-                reason=upstream.reason,
-                headers=[
-                    (k, v) for k, v in upstream.headers.items() if k.lower() not in RESPONSE_DROP
-                ],
-            )
-            if upstream.content_length is not None:
-                response.content_length = upstream.content_length
-            await response.prepare(request)
-            async for chunk in upstream.content.iter_any():
-                await response.write(chunk)
-            await response.write_eof()
-            return response
 
     async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One control request. Every request gets an answer, a failed deploy its reason."""

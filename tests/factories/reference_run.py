@@ -58,9 +58,13 @@ class Trained:
 
 @contextmanager
 def trained_platform(
-    home: Path, trials: int, environment: dict[str, str] | None = None
+    home: Path,
+    trials: int,
+    environment: dict[str, str] | None = None,
+    data: GeneratorConfig = DATA,
 ) -> Iterator[Trained]:
-    """The reference run in ``home``; ``environment`` adds settings (and their variables)."""
+    """The reference run in ``home``; ``environment`` adds settings (and their variables),
+    ``data`` more days (trained with the same cutoff)."""
     with pytest.MonkeyPatch.context() as mp, dg.instance_for_test() as instance:
         mp.setenv("PSEUDONYMIZATION_KEY", TEST_KEY)
         for name, value in (environment or {}).items():
@@ -75,11 +79,11 @@ def trained_platform(
                 **(environment or {}),
             }
         )
-        generate(DATA, Path(settings.landing_uri))
+        generate(data, Path(settings.landing_uri))
         defs = build_definitions(settings)
         # Ingest every day, then relabel each with the chargebacks that landed after it.
         for job in ("daily_ingest", "relabel_gold"):
-            for day in days_of(DATA):
+            for day in days_of(data):
                 run = defs.resolve_job_def(job).execute_in_process(
                     partition_key=day, instance=instance
                 )

@@ -1,0 +1,1 @@
+"""Engines of monitoring: profiles, drift scores, delayed-label performance and alerts."""
