@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -15,6 +16,7 @@ from definitions import build_definitions
 from reference_data import GenerationSummary, GeneratorConfig, generate
 from registry import discover
 from resources import Lakehouse, Settings
+from tests.webhook import Webhook
 
 TEST_KEY = "test-pseudonymization-key"
 
@@ -125,3 +127,17 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
 
 SOURCES = discover().sources
 """The reference use case's source tables, as the registry finds them in assets/."""
+
+
+@pytest.fixture
+def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Webhook]:
+    """A webhook server on a free loopback port, for as long as the test runs."""
+    for proxy in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)  # loopback must not go through a proxy
+    server = Webhook()
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join()

@@ -5,52 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from monitoring.alerts import Alert, Tier, send
+from tests.webhook import Webhook
 
 LOGGER = logging.getLogger("tests.monitoring.alerts")
-
-
-class _Webhook(ThreadingHTTPServer):
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.received: list[tuple[str, str, dict]] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Webhook
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.received.append((self.path, self.headers["Content-Type"], json.loads(body)))
-        self.send_response(500 if self.path == "/broken" else 200)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet: the test output is not the place for access logs."""
-
-
-@pytest.fixture
-def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Webhook]:
-    for proxy in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"):
-        monkeypatch.delenv(proxy, raising=False)  # loopback must not go through a proxy
-    server = _Webhook()
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
 
 
 def _closed_port_url() -> str:
@@ -70,13 +32,14 @@ def _alert(tier: Tier, **tags: str) -> Alert:
     )
 
 
-def test_a_warning_reaches_the_webhook_as_json(webhook: _Webhook) -> None:
+def test_a_warning_reaches_the_webhook_as_json(webhook: Webhook) -> None:
     alert = _alert(Tier.WARNING, asset="monitoring/drift_report")
 
     assert send(alert, logger=LOGGER, webhook_url=f"{webhook.url}/hooks/x") is True
 
-    [(path, content_type, payload)] = webhook.received
-    assert (path, content_type) == ("/hooks/x", "application/json")
+    [posted] = webhook.received
+    assert (posted.path, posted.content_type) == ("/hooks/x", "application/json")
+    payload = posted.payload
     assert payload == alert.to_json()
     assert payload["tier"] == "warning"
     assert payload["tags"] == {"asset": "monitoring/drift_report"}
@@ -84,7 +47,7 @@ def test_a_warning_reaches_the_webhook_as_json(webhook: _Webhook) -> None:
 
 
 def test_tiers_below_the_minimum_only_go_to_the_log(
-    webhook: _Webhook, caplog: pytest.LogCaptureFixture
+    webhook: Webhook, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER.name)
 
@@ -95,7 +58,7 @@ def test_tiers_below_the_minimum_only_go_to_the_log(
     # A minimum from configuration may arrive as a plain string.
     send(_alert(Tier.WARNING), logger=LOGGER, webhook_url=webhook.url, min_webhook_tier="critical")
     send(_alert(Tier.CRITICAL), logger=LOGGER, webhook_url=webhook.url, min_webhook_tier="critical")
-    assert [payload["tier"] for _, _, payload in webhook.received] == ["critical"]
+    assert [payload["tier"] for payload in webhook.payloads] == ["critical"]
 
 
 def test_an_unreachable_webhook_returns_false_and_logs(caplog: pytest.LogCaptureFixture) -> None:
@@ -111,7 +74,7 @@ def test_an_unreachable_webhook_returns_false_and_logs(caplog: pytest.LogCapture
 
 
 def test_an_error_status_or_a_bad_url_returns_false(
-    webhook: _Webhook, caplog: pytest.LogCaptureFixture
+    webhook: Webhook, caplog: pytest.LogCaptureFixture
 ) -> None:
     assert send(_alert(Tier.WARNING), logger=LOGGER, webhook_url=f"{webhook.url}/broken") is False
     assert send(_alert(Tier.WARNING), logger=LOGGER, webhook_url="file:///etc/hostname") is False

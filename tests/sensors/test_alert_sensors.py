@@ -1,53 +1,14 @@
 """Run failures and failed blocking checks reach a real webhook server on loopback, from runs
 executed in a temporary Dagster instance."""
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
 import pytest
 
 from resources.alerts import Alerts
 from sensors.alerts import check_failure_alerts, run_failure_alerts
-
-
-class _Webhook(ThreadingHTTPServer):
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.received: list[dict] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hooks/alerts"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Webhook
-
-    def do_POST(self) -> None:
-        self.server.received.append(
-            json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        )
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet: the test output is not the place for access logs."""
-
-
-@pytest.fixture
-def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Webhook]:
-    for proxy in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"):
-        monkeypatch.delenv(proxy, raising=False)  # loopback must not go through a proxy
-    server = _Webhook()
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+from tests.webhook import Webhook
 
 
 @dg.op
@@ -76,11 +37,11 @@ def _run_failure(instance: dg.DagsterInstance, alerts: Alerts) -> dg.ExecuteInPr
 
 
 def test_a_failed_run_is_a_critical_alert_naming_the_run_step_and_error(
-    instance: dg.DagsterInstance, webhook: _Webhook
+    instance: dg.DagsterInstance, webhook: Webhook
 ) -> None:
     result = _run_failure(instance, Alerts(webhook_url=webhook.url))
 
-    [alert] = webhook.received
+    [alert] = webhook.payloads
     assert alert["tier"] == "critical"
     assert alert["source"] == "run_failure"
     assert alert["tags"] == {"run_id": result.run_id, "job": "nightly"}
@@ -141,7 +102,7 @@ def transactions() -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
 
 
 def test_a_failed_blocking_check_is_one_warning_and_only_once(
-    instance: dg.DagsterInstance, webhook: _Webhook
+    instance: dg.DagsterInstance, webhook: Webhook
 ) -> None:
     sensor = check_failure_alerts()
     alerts = Alerts(webhook_url=webhook.url)
@@ -166,7 +127,7 @@ def test_a_failed_blocking_check_is_one_warning_and_only_once(
     assert not run.success
     second = tick(quiet.cursor)
 
-    [alert] = webhook.received
+    [alert] = webhook.payloads
     assert alert["tier"] == "warning"
     assert alert["source"] == "asset_check"
     assert alert["title"] == (
@@ -185,11 +146,11 @@ def test_a_failed_blocking_check_is_one_warning_and_only_once(
 
     third = tick(second.cursor)
     assert third.skip_reason is not None
-    assert len(webhook.received) == 1
+    assert len(webhook.payloads) == 1
 
 
 def test_a_failed_run_without_failed_checks_is_no_check_alert(
-    instance: dg.DagsterInstance, webhook: _Webhook
+    instance: dg.DagsterInstance, webhook: Webhook
 ) -> None:
     sensor = check_failure_alerts()
     resources = {"alerts": Alerts(webhook_url=webhook.url)}
@@ -201,4 +162,4 @@ def test_a_failed_run_without_failed_checks_is_no_check_alert(
     )
 
     assert result.skip_reason.skip_message == "no failed blocking check in 1 failed run(s)"
-    assert not webhook.received
+    assert not webhook.payloads
