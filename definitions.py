@@ -41,7 +41,18 @@ def build_definitions(settings: Settings, declarations: str = "assets") -> dg.De
         serving, serving_schedules = serving_jobs(deployment)
         jobs += serving
         schedules += serving_schedules
-    sensors = [run_failure_alerts(), check_failure_alerts()]
+    sensors = [
+        run_failure_alerts(),
+        check_failure_alerts(),
+        # On by default, where Dagster's own default sensor is off: the monitors' assets follow
+        # the day's scores and each new deployment through it, and nobody should have to
+        # remember to switch the loop on.
+        dg.AutomationConditionSensorDefinition(
+            "monitoring_automation",
+            target=dg.AssetSelection.groups("monitoring"),
+            default_status=dg.DefaultSensorStatus.RUNNING,
+        ),
+    ]
     for monitor in registry.monitors.values():
         watching, watching_schedules = monitoring_jobs(monitor)
         jobs += watching

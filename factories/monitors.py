@@ -4,9 +4,10 @@
   ``reference_days`` days of the training set it learned from, each scored by it; their merge is
   the reference, and the drift thresholds are calibrated on those days (the first half merged
   as a reference, the second half as stationary days judged against it). Recorded with the
-  champion's version, and made again when a new version is deployed.
+  champion's version, and made again, by declarative automation, when a new version is deployed.
 - ``monitoring/<name>_profiles``: a profile of each scored day of the deployment's batch scores:
-  every model input as served, and the probability (prediction drift is drift of that column).
+  every model input as served, and the probability (prediction drift is drift of that column);
+  with the drift report, made by declarative automation as soon as the day is scored.
 - ``monitoring/<name>_drift_report``: the day's profile against the reference, one finding per
   column and metric with its severity. Its metadata (worst severity, drifted features) is what
   the drift sensor reads, and its numbers plot over time in the UI.
@@ -27,6 +28,7 @@ import polars as pl
 
 from factories.deployments import served_champion
 from factories.models import training_rows
+from factories.policies import FOLLOWS_UPSTREAM
 from factories.readiness import require_ready_inputs
 from monitoring.drift import Thresholds, calibrate, drift_report, worst
 from monitoring.monitors import PREDICTION, Monitor
@@ -94,6 +96,7 @@ def reference_asset(
     @dg.asset(
         key=asset_key(monitor.reference_table),
         deps=[asset_key(deployment.table)],
+        automation_condition=FOLLOWS_UPSTREAM,
         group_name=GROUP,
         owners=[monitor.owner],
         kinds={"whylogs", "delta"},
@@ -158,6 +161,7 @@ def profiles_asset(
     @dg.asset(
         key=asset_key(monitor.profiles_table),
         partitions_def=daily,
+        automation_condition=FOLLOWS_UPSTREAM,
         ins={"scores": dg.AssetIn(asset_key(deployment.scores_table))},
         group_name=GROUP,
         owners=[monitor.owner],
@@ -197,6 +201,7 @@ def drift_asset(
     @dg.asset(
         key=asset_key(monitor.drift_table),
         partitions_def=daily,
+        automation_condition=FOLLOWS_UPSTREAM,
         ins={
             "profiles": dg.AssetIn(asset_key(monitor.profiles_table)),
             # Each day is judged against the reference as it is now (the serving champion's).

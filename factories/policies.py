@@ -1,4 +1,5 @@
-"""What every asset shares: the daily calendar, the owning team, freshness and day mappings."""
+"""What every asset shares: the daily calendar, the owning team, freshness, day mappings and
+automation."""
 
 from datetime import timedelta
 
@@ -12,6 +13,12 @@ DAILY_BY_6AM = dg.FreshnessPolicy.cron(
     deadline_cron="0 6 * * *", lower_bound_delta=timedelta(days=1)
 )
 """Yesterday's landing day is expected in the lake by 06:00 UTC."""
+
+FOLLOWS_UPSTREAM = (
+    dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+).with_label("eager, once upstream checks pass")
+"""Materialize (the newest day) as soon as the inputs update. ``eager()`` alone ignores a failed
+blocking check upstream, and would publish what the gate stopped."""
 
 _ALL_HISTORY = 36_500
 """A hundred years of days: "every earlier day" as a window Dagster can map."""

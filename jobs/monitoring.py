@@ -1,4 +1,8 @@
-"""Per monitor: the daily watch (profile and drift report), its reference, and its performance."""
+"""Per monitor: the watch (profile and drift report), its reference, and its performance.
+
+The watch and the reference follow their inputs by declarative automation (the
+``monitoring_automation`` sensor); their jobs are for a person's backfill or rerun.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +22,8 @@ def monitoring_jobs(
         selection=dg.AssetSelection.assets(
             asset_key(monitor.profiles_table), asset_key(monitor.drift_table)
         ),
-        description="Profile a scored day and judge its drift against the champion's reference; "
-        "the drift sensor reads the report.",
+        description="Profile a scored day and judge its drift against the champion's reference "
+        "(automation does it as each day is scored); the drift sensor reads the report.",
     )
     reference = dg.define_asset_job(
         f"reference_{name}",
@@ -34,9 +38,6 @@ def monitoring_jobs(
         "known now say.",
     )
     schedules = [
-        dg.build_schedule_from_partitioned_job(
-            watch, hour_of_day=7, description="Each day at 07:00, the day scored at 06:00."
-        ),
         dg.ScheduleDefinition(
             job=performance,
             cron_schedule="0 8 * * *",

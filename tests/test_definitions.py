@@ -49,10 +49,9 @@ def test_definitions_load_under_each_deployment(tmp_path: Path, environment: str
         "train_fraud_scorer",
         "canary_fraud_api",
         "score_fraud_api",
-        "monitor_fraud_api",
         "performance_fraud_api",
     }
-    on_demand = {"deploy_fraud_api", "reference_fraud_api"}
+    on_demand = {"deploy_fraud_api", "reference_fraud_api", "monitor_fraud_api"}
     assert {job.name for job in defs.jobs} == scheduled | on_demand
     assert {s.name for s in defs.schedules} == {f"{job}_schedule" for job in scheduled}
     gold = defs.resolve_assets_def(dg.AssetKey(["gold", "labeled_transactions"]))

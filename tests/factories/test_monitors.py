@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import dagster as dg
 import polars as pl
@@ -167,3 +167,27 @@ def test_the_drift_sensor_requests_one_retraining_for_the_drifting_days(
         )
     )
     assert isinstance(again, dg.SensorResult) and not again.run_requests
+
+
+def test_a_newly_scored_day_sets_off_its_profile_and_drift_report(watched: Watched) -> None:
+    """Declarative automation, as the monitoring sensor evaluates it the morning after."""
+    last = SCORED[-1]
+    morning = datetime(last.year, last.month, last.day) + timedelta(days=1, hours=7)
+    defs, instance = watched.trained.defs, watched.trained.instance
+    settled = dg.evaluate_automation_conditions(
+        defs=defs, instance=instance, evaluation_time=morning
+    )
+    assert settled.total_requested == 0, "everything was already made from the scores"
+    dg.materialize(
+        defs.assets,
+        selection=[asset_key("predictions/fraud_api_daily_scores")],
+        partition_key=last.isoformat(),
+        resources=build_resources(watched.trained.settings),
+        instance=instance,
+    )
+    rescored = dg.evaluate_automation_conditions(
+        defs=defs, instance=instance, evaluation_time=morning, cursor=settled.cursor
+    )
+    for table in (MONITOR.profiles_table, MONITOR.drift_table):
+        assert rescored.get_requested_partitions(asset_key(table)) == {last.isoformat()}
+    assert rescored.get_num_requested(asset_key(MONITOR.reference_table)) == 0
