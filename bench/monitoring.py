@@ -21,10 +21,13 @@ third of the days. Timed: ``calibrate`` once plus one ``drift_report`` per day (
 is not in it), and apart the effect sizes alone (``calibrate`` over the same days), since most of a
 report's time is whylogs' own KS p-value (scipy's exact Kolmogorov distribution). The line also says
 how many days came out critical, which must be the drifted ones.
+
+Sensor: the drift sensor's tick (goal: under 1 s) in a temporary Dagster instance holding
+``--days`` materialized drift reports (a stand-in asset under the report's key with its metadata
+contract, critical from the same day as above): the first tick, which reads every report (a
+backfill), and a steady tick after one more day. ``ratio`` is the tick over the 1 s budget.
 One JSON line is printed per measurement.
 """
-
-from __future__ import annotations
 
 import argparse
 import json
@@ -35,13 +38,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import dagster as dg
 import numpy as np
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from monitoring.drift import calibrate, drift_report, worst
+from monitoring.monitors import Monitor
 from monitoring.profiles import merge, profile
+from resources.lakehouse_io import asset_key
+from sensors.drift import drift_sensor
 
 QUANTILES = (0.01, 0.05, 0.10, 0.25, 0.50, 0.75, 0.90, 0.95, 0.99)
 REFERENCE_DAYS = 7
@@ -187,6 +194,58 @@ def bench_drift(days: int, day_rows: int) -> None:
         log(f"MISMATCH critical days {sorted(critical)} != drifted days {sorted(drifted)}")
 
 
+def bench_sensor(days: int) -> None:
+    monitor = Monitor(name="bench", deployment="bench", owner="bench")
+    calendar = dg.DailyPartitionsDefinition(start_date="2024-01-01")
+    critical_from = days - days // 3
+
+    @dg.asset(key=asset_key(monitor.drift_table), partitions_def=calendar)
+    def report(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        day = calendar.get_partition_keys().index(context.partition_key)
+        return dg.MaterializeResult(
+            metadata={
+                "worst_severity": "critical" if day >= critical_from else "info",
+                "drifted_features": "amount" if day >= critical_from else "",
+                "reference_version": "1",
+            }
+        )
+
+    retrain = dg.define_asset_job("train_bench", selection=[report])
+    sensor = drift_sensor(monitor, "train_bench")
+    defs = dg.Definitions(assets=[report], jobs=[retrain], sensors=[sensor])
+    keys = calendar.get_partition_keys()[: days + 1]
+    with dg.instance_for_test() as instance:
+        log(f"materializing {days} drift reports in a temporary instance")
+        for key in keys[:days]:
+            dg.materialize([report], partition_key=key, instance=instance)
+
+        def tick(cursor: str | None) -> tuple[float, dg.SensorResult]:
+            context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+            started = time.perf_counter()
+            result = sensor(context)
+            return time.perf_counter() - started, result
+
+        first_seconds, first = tick(None)
+        dg.materialize([report], partition_key=keys[days], instance=instance)
+        steady_seconds, _ = tick(first.cursor)
+    for measure, seconds, reports in (
+        ("first_tick", first_seconds, days),
+        ("tick", steady_seconds, 1),
+    ):
+        emit(
+            {
+                "bench": "monitoring",
+                "stage": "drift_sensor",
+                "measure": measure,
+                "reports_read": reports,
+                "seconds": round(seconds, 4),
+                "budget_seconds": 1.0,
+                "ratio": round(seconds / 1.0, 4),
+                "run_requests": len(first.run_requests or []) if measure == "first_tick" else None,
+            }
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows profiled")
@@ -196,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     bench_profile(args.rows, args.repeats)
     bench_drift(args.days, args.day_rows)
+    bench_sensor(args.days)
     return 0
 
 
