@@ -273,9 +273,9 @@ def watch(
             )
             if shown["worst_severity"] != "info":
                 print(
-                    "  (a short demo's 7- and 30-day windows were still filling on the days "
-                    "the champion learned from; `make dev` starts the drift sensor, which asks "
-                    "for a retraining on a critical report)"
+                    "  (the demo's data drifts from --drift-start-day on: larger amounts, new "
+                    "merchants; `make dev` starts the drift sensor, which asks for one "
+                    "retraining on a critical report)"
                 )
     return failed
 
