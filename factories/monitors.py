@@ -1,9 +1,10 @@
 """Turns each monitor declaration into the assets that watch its deployment.
 
 - ``monitoring/<name>_reference``: the champion's reference. whylogs profiles of the last
-  ``reference_days`` days of the training set it learned from, each scored by it (the last days
-  are its validation and test splits, so its scores there are those of data it did not fit, as
-  in production, and prediction drift does not fire on its own confidence); their merge is
+  ``reference_days`` days of the training set it learned from, each scored by it (over a training
+  set of a month or more, the last days are its validation and test splits: scores of data it did
+  not fit, as in production, so prediction drift does not fire on its own confidence); their
+  merge is
   the reference, and the drift thresholds are calibrated on those days (the first half merged
   as a reference, the second half as stationary days judged against it). Recorded with the
   champion's version, and made again, by declarative automation, when a new version is deployed.
