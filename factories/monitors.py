@@ -3,11 +3,11 @@
 - ``monitoring/<name>_reference``: the champion's reference. whylogs profiles of the last
   ``reference_days`` days of the training set it learned from, each scored by it (over a training
   set of a month or more, the last days are its validation and test splits: scores of data it did
-  not fit, as in production, so prediction drift does not fire on its own confidence); their
-  merge is
-  the reference, and the drift thresholds are calibrated on those days (the first half merged
-  as a reference, the second half as stationary days judged against it). Recorded with the
-  champion's version, and made again, by declarative automation, when a new version is deployed.
+  not fit, as in production, so prediction drift does not fire on its own confidence). Their
+  merge is the reference, and the drift thresholds are calibrated on those days (the first half
+  merged as a reference, the second half as stationary days judged against it). Recorded with
+  the champion's version, and made again, by declarative automation, when a new version is
+  deployed.
 - ``monitoring/<name>_profiles``: a profile of each scored day of the deployment's batch scores:
   every model input as served, and the probability (prediction drift is drift of that column);
   with the drift report, made by declarative automation as soon as the day is scored.
