@@ -5,7 +5,7 @@ export PLATFORM_HOME ?= $(CURDIR)/.platform
 export DAGSTER_HOME ?= $(PLATFORM_HOME)/dagster_home
 DEMO_ARGS ?=
 
-.PHONY: install secrets demo dev test lint bench bench-venv catalog approve stop
+.PHONY: install secrets demo dev test lint bench bench-venv catalog approve stop loop _loop loop-ui
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -50,6 +50,26 @@ demo: install secrets $(CALENDAR) $(DAGSTER_YAML)
 
 dev: install secrets $(CALENDAR) $(DAGSTER_YAML)
 	$(WITH_SETTINGS) $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3001
+
+# The closed loop: 40 simulated days, drift from day 30, in a home of its own (its calendar starts
+# 40 days back, and the demo's lake stays as it was). Each run starts afresh; its service keeps
+# serving the last champion until `make stop PLATFORM_HOME=.platform-loop`.
+LOOP_HOME := $(CURDIR)/.platform-loop
+LOOP_DAYS ?= 40
+LOOP_ARGS ?=
+LOOP_SETTINGS := PLATFORM_HOME=$(LOOP_HOME) DAGSTER_HOME=$(LOOP_HOME)/dagster_home
+
+loop: install
+	$(PY) -m serving.deploy stop --state-dir $(LOOP_HOME)/serving
+	rm -rf $(LOOP_HOME)
+	$(MAKE) --no-print-directory _loop $(LOOP_SETTINGS) DEMO_DAYS=$(LOOP_DAYS)
+
+_loop: secrets $(CALENDAR) $(DAGSTER_YAML)
+	$(WITH_SETTINGS) $(PY) loop.py --days $(DEMO_DAYS) $(LOOP_ARGS)
+
+# The loop's runs, sensors and assets in the UI.
+loop-ui:
+	$(MAKE) --no-print-directory dev $(LOOP_SETTINGS)
 
 # Two workers, one test file each: the suite's slow files (training, Pipes, servers) overlap.
 test: install

@@ -78,16 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    config = GeneratorConfig(
-        seed=args.seed,
-        start=start,
-        days=args.days,
-        customers=args.customers,
-        merchants=args.merchants,
-        transactions_per_day=args.transactions_per_day,
-        drift_start_day=args.drift_start_day if args.drift_start_day < args.days else None,
-    )
-    generate(config, Path(settings.landing_uri))
+    drift = args.drift_start_day if args.drift_start_day < args.days else None
+    write_landing(args, start, drift, settings.landing_uri)
     print(f"landing files for {args.days} days from {start} written to {settings.landing_uri}")
 
     days = [(start + timedelta(days=offset)).isoformat() for offset in range(args.days)]
@@ -140,6 +132,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"failed runs: {failed}", file=sys.stderr)
         return 1
     return 0
+
+
+def write_landing(args: argparse.Namespace, start: date, drift: int | None, landing: str) -> None:
+    """The reference data's landing files for ``args.days`` days from ``start``, drifting from
+    day ``drift`` on (never with None)."""
+    config = GeneratorConfig(
+        seed=args.seed,
+        start=start,
+        days=args.days,
+        customers=args.customers,
+        merchants=args.merchants,
+        transactions_per_day=args.transactions_per_day,
+        drift_start_day=drift,
+    )
+    generate(config, Path(landing))
 
 
 def train(

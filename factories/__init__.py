@@ -22,11 +22,13 @@ from factories.monitors import monitor_assets
 from factories.sources import source_assets
 from factories.training import training_set_asset
 from registry import Registry
+from resources.k8s import TrainingPod
 
 
 def build_assets(
-    registry: Registry, daily: dg.DailyPartitionsDefinition
+    registry: Registry, daily: dg.DailyPartitionsDefinition, training_pod: TrainingPod | None = None
 ) -> list[dg.AssetsDefinition]:
+    """``training_pod``: where studies and training runs go in a cluster (``resources.k8s``)."""
     with warnings.catch_warnings():
         # Chosen on purpose, and said once here rather than on every command: partitioned asset
         # checks and day mappings that reach past the calendar's start are beta/preview APIs.
@@ -44,7 +46,9 @@ def build_assets(
             *(
                 asset
                 for model in registry.models.values()
-                for asset in model_assets(model, registry.training_sets[model.training_set])
+                for asset in model_assets(
+                    model, registry.training_sets[model.training_set], training_pod
+                )
             ),
             *(
                 asset

@@ -95,7 +95,7 @@ def deployment_asset(
         serving: ServingTarget,
     ) -> dg.MaterializeResult:
         registry = mlflow.registry(registry_audit(lakehouse))
-        versions = _served_versions(registry, deployment)
+        versions = served_versions(registry, deployment)
         metadata: dict[str, object] = {}
         with tempfile.TemporaryDirectory() as scratch:
             build = Path(scratch) / "bento"
@@ -263,7 +263,9 @@ def served_champion(registry: ModelRegistry, model: str, scratch: Path) -> Serve
     return ServedModel(version, registry.threshold(model, version), load_scorer(folder, "torch"))
 
 
-def _served_versions(registry: ModelRegistry, deployment: Deployment) -> dict[str, str]:
+def served_versions(registry: ModelRegistry, deployment: Deployment) -> dict[str, str]:
+    """What the deployment should serve now, by arm: the champion, and the challenger beside it
+    unless the deployment serves the champion alone."""
     champion = _champion(registry, deployment.model)
     versions = {CHAMPION: champion}
     challenger = registry.version_of(deployment.model, CHALLENGER)

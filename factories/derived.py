@@ -10,7 +10,7 @@ import dagster as dg
 import polars as pl
 
 from factories.checks import check_result, publish
-from factories.policies import DAILY_BY_6AM, day_mapping
+from factories.policies import DAILY_BY_6AM, OVERDUE, day_mapping
 from factories.readiness import require_ready_inputs
 from medallion.derived import DerivedTable
 from resources.lakehouse_io import asset_key
@@ -59,6 +59,7 @@ def derived_asset(table: DerivedTable, daily: dg.DailyPartitionsDefinition) -> d
         group_name=table.layer,
         owners=[table.owner],
         freshness_policy=DAILY_BY_6AM,
+        automation_condition=OVERDUE,
         kinds={"polars", "delta"},
         description=table.description,
         metadata={"dagster/column_schema": declared_schema},

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import polars as pl
 
-from factories.policies import day_mapping
+from factories.policies import OVERDUE, day_mapping
 from factories.readiness import require_ready_inputs
 from feature_store.offline import build_feature_rows, push_latest
 from feature_store.online import OnlineStoreResource
@@ -57,6 +57,7 @@ def feature_view_asset(
         metadata={**registry_metadata(view), "dagster/column_schema": declared_schema(view)},
         tags={"feature_view": view.name, **view.tags},
         freshness_policy=dg.FreshnessPolicy.time_window(fail_window=view.freshness_sla),
+        automation_condition=OVERDUE,
         ins={
             "source": dg.AssetIn(
                 asset_key("/".join(view.source)),
@@ -111,6 +112,7 @@ def online_store_asset(
         description="Latest feature values per entity for serving, updated incrementally after "
         "each offline partition; a row never replaces a newer one.",
         ins={name: dg.AssetIn(view_key(view)) for name, view in views.items()},
+        automation_condition=OVERDUE,
     )
     def online(
         context: dg.AssetExecutionContext,

@@ -30,6 +30,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
 from resources.audit import registry_audit
+from resources.k8s import TrainingPod
 from resources.lakehouse import Lakehouse
 from resources.lakehouse_io import asset_key
 from resources.tracking import MlflowTracking
@@ -56,11 +57,20 @@ class StudyConfig(dg.Config):
     """Trials of the study; the declaration's when unset (a quick look uses fewer)."""
 
 
-def model_assets(model: Model, spec: TrainingSet) -> list[dg.AssetsDefinition]:
-    return [study_asset(model, spec), model_asset(model, spec), evaluation_asset(model, spec)]
+def model_assets(
+    model: Model, spec: TrainingSet, pod: TrainingPod | None = None
+) -> list[dg.AssetsDefinition]:
+    """``pod``: the Kubernetes pod the study and the training run go to; None, a subprocess."""
+    return [
+        study_asset(model, spec, pod),
+        model_asset(model, spec, pod),
+        evaluation_asset(model, spec),
+    ]
 
 
-def study_asset(model: Model, spec: TrainingSet) -> dg.AssetsDefinition:
+def study_asset(
+    model: Model, spec: TrainingSet, pod: TrainingPod | None = None
+) -> dg.AssetsDefinition:
     @dg.asset(
         key=asset_key(model.study_table),
         deps=[asset_key(spec.table)],
@@ -70,11 +80,12 @@ def study_asset(model: Model, spec: TrainingSet) -> dg.AssetsDefinition:
         description=f"Hyperparameter search for {model.name}: TPE sampling, median pruning, "
         f"{model.study.trials} trials maximizing {model.metric}.",
         metadata={"search_space": {name: repr(p) for name, p in model.search_space.items()}},
+        op_tags=pod.step_tags() if pod else None,
     )
     def study(
         context: dg.AssetExecutionContext,
         config: StudyConfig,
-        pipes: dg.PipesSubprocessClient,
+        pipes: dg.ResourceParam[dg.PipesClient],
         trainer: Trainer,
         mlflow: MlflowTracking,
         lakehouse: Lakehouse,
@@ -98,7 +109,7 @@ def study_asset(model: Model, spec: TrainingSet) -> dg.AssetsDefinition:
                 mlflow_experiment_id=mlflow.experiment_id(model.name),
                 mlflow_parent_run_id=run_id,
             )
-            reported = _launch(pipes, context, "training.tune", request.to_extras())
+            reported = _launch(pipes, pod, context, "training.tune", request.to_extras())
         return dg.MaterializeResult(
             metadata={
                 **reported.metadata,
@@ -111,7 +122,9 @@ def study_asset(model: Model, spec: TrainingSet) -> dg.AssetsDefinition:
     return study
 
 
-def model_asset(model: Model, spec: TrainingSet) -> dg.AssetsDefinition:
+def model_asset(
+    model: Model, spec: TrainingSet, pod: TrainingPod | None = None
+) -> dg.AssetsDefinition:
     @dg.asset(
         key=asset_key(model.model_table),
         deps=[asset_key(spec.table), asset_key(model.study_table)],
@@ -123,10 +136,11 @@ def model_asset(model: Model, spec: TrainingSet) -> dg.AssetsDefinition:
             "columns": model.columns.to_json(),
             "declared_hyperparameters": model.hyperparameters.to_json(),
         },
+        op_tags=pod.step_tags() if pod else None,
     )
     def trained_model(
         context: dg.AssetExecutionContext,
-        pipes: dg.PipesSubprocessClient,
+        pipes: dg.ResourceParam[dg.PipesClient],
         trainer: Trainer,
         mlflow: MlflowTracking,
         lakehouse: Lakehouse,
@@ -159,7 +173,7 @@ def model_asset(model: Model, spec: TrainingSet) -> dg.AssetsDefinition:
                 output_dir=output,
                 tracking=MlflowRun(mlflow.tracking_uri, run_id),
             )
-            reported = _launch(pipes, context, "training.entry", request.to_extras())
+            reported = _launch(pipes, pod, context, "training.entry", request.to_extras())
             registered = _registry(mlflow, lakehouse).register(
                 model.name,
                 run_id,
@@ -324,16 +338,29 @@ def study_name(model: Model, training_set_version: int) -> str:
 
 
 def _launch(
-    pipes: dg.PipesSubprocessClient,
+    pipes: dg.PipesClient,
+    pod: TrainingPod | None,
     context: dg.AssetExecutionContext,
     module: str,
     extras: dict[str, object],
 ) -> dg.MaterializeResult:
-    """Run ``python -m <module>`` under Pipes from the project root; what it reported."""
-    command = [sys.executable, "-m", module]
-    return pipes.run(
-        command=command, context=context, extras=extras, cwd=str(ROOT)
-    ).get_materialize_result()
+    """Run ``python -m <module>`` under Pipes, from the project root or in the training pod
+    (``pipes`` is then dagster-k8s' client); what it reported."""
+    if pod is None:
+        invocation = pipes.run(
+            command=[sys.executable, "-m", module], context=context, extras=extras, cwd=str(ROOT)
+        )
+    else:
+        invocation = pipes.run(
+            context=context,
+            extras=extras,
+            image=pod.image,
+            command=pod.command(module),
+            namespace=pod.namespace,
+            base_pod_spec=pod.pod_spec(),
+            base_pod_meta=pod.pod_meta(),
+        )
+    return invocation.get_materialize_result()
 
 
 def _training_set_version(lakehouse: Lakehouse, spec: TrainingSet) -> int:

@@ -9,10 +9,25 @@ from medallion.derived import Days
 
 OWNERS = ["team:data-platform"]
 
+INGEST_GROUPS = ("bronze", "silver", "gold", "features")
+"""The groups the nightly ingest makes, one landing day at a time."""
+
+DEADLINE_CRON = "0 6 * * *"
+"""Yesterday's landing day is expected in the lake, and its features online, by 06:00 UTC."""
+
 DAILY_BY_6AM = dg.FreshnessPolicy.cron(
-    deadline_cron="0 6 * * *", lower_bound_delta=timedelta(days=1)
+    deadline_cron=DEADLINE_CRON, lower_bound_delta=timedelta(days=1)
 )
-"""Yesterday's landing day is expected in the lake by 06:00 UTC."""
+
+OVERDUE = (
+    dg.AutomationCondition.in_latest_time_window()
+    & dg.AutomationCondition.missing()
+    & dg.AutomationCondition.cron_tick_passed(DEADLINE_CRON, "UTC")
+    & ~dg.AutomationCondition.in_progress()
+).with_label("still missing at the 06:00 deadline")
+"""The day the nightly ingest did not make (its schedule was off, its run failed and the cause
+was fixed) is made at the deadline, while the freshness check warns of it. Once: a day that fails
+again waits for a person instead of retrying all day."""
 
 FOLLOWS_UPSTREAM = (
     dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()

@@ -15,7 +15,7 @@ import polars as pl
 from dagster_pandera import pandera_schema_to_dagster_type
 
 from factories.checks import check_result, publish
-from factories.policies import DAILY_BY_6AM, day_mapping
+from factories.policies import DAILY_BY_6AM, OVERDUE, day_mapping
 from factories.readiness import require_ready_inputs
 from medallion import bronze as bronze_engine
 from medallion import quality
@@ -95,6 +95,7 @@ def bronze_asset(spec: SourceTable, daily: dg.DailyPartitionsDefinition) -> dg.A
         group_name="bronze",
         owners=[spec.owner],
         freshness_policy=DAILY_BY_6AM,
+        automation_condition=OVERDUE,
         kinds={"polars", "delta"},
         description=f"{spec.description} Raw landing rows as text, one partition per day.",
         metadata={RAW_PII: bool(spec.pii)},
@@ -168,6 +169,7 @@ def silver_assets(
     }
     common = {
         "group_name": "silver",
+        "automation_condition": OVERDUE,
         "owners": [spec.owner],
         "kinds": {"polars", "delta", "pandera"},
     }

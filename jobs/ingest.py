@@ -5,15 +5,20 @@ from __future__ import annotations
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
+from factories.policies import INGEST_GROUPS
 from factories.readiness import unready_inputs
 from medallion.derived import DerivedTable
 from resources.lakehouse_io import asset_key
 
 
-def daily_ingest() -> tuple[UnresolvedAssetJobDefinition, dg.ScheduleDefinition]:
+def daily_ingest(
+    freshness: dg.AssetSelection,
+) -> tuple[UnresolvedAssetJobDefinition, dg.ScheduleDefinition]:
+    """``freshness``, the deadline's checks, stay out: they judge the night as a whole, at the
+    deadline, where a run of one day (a backfill's included) would judge yesterday's."""
     job = dg.define_asset_job(
         "daily_ingest",
-        selection=dg.AssetSelection.groups("bronze", "silver", "gold", "features"),
+        selection=dg.AssetSelection.groups(*INGEST_GROUPS) - freshness,
         description="Ingest one landing day through bronze, silver and gold with every quality "
         "gate, then compute its features offline and push the newest values online.",
     )
@@ -24,7 +29,9 @@ def daily_ingest() -> tuple[UnresolvedAssetJobDefinition, dg.ScheduleDefinition]
 
 
 def relabel_gold(
-    late: list[DerivedTable], assets: dict[dg.AssetKey, dg.AssetsDefinition]
+    late: list[DerivedTable],
+    assets: dict[dg.AssetKey, dg.AssetsDefinition],
+    freshness: dg.AssetSelection,
 ) -> tuple[UnresolvedAssetJobDefinition, dg.ScheduleDefinition]:
     """Rebuild the derived tables that read days after their own (labels that land late).
 
@@ -37,7 +44,7 @@ def relabel_gold(
     reach = max(read.days.after for table in late for read in table.inputs.values())
     job = dg.define_asset_job(
         "relabel_gold",
-        selection=dg.AssetSelection.assets(*keys),
+        selection=dg.AssetSelection.assets(*keys) - freshness,
         description=f"Rebuild gold days of the last {reach} so late labels (chargebacks) that "
         "arrived since are in them.",
     )

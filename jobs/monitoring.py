@@ -1,7 +1,7 @@
 """Per monitor: the watch (profile and drift report), its reference, and its performance.
 
 The watch and the reference follow their inputs by declarative automation (the
-``monitoring_automation`` sensor); their jobs are for a person's backfill or rerun.
+``automation`` sensor); their jobs are for a person's backfill or rerun.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
         ),
         "pseudonymizer": Pseudonymizer(key=dg.EnvVar("PSEUDONYMIZATION_KEY")),
         "online_store": OnlineStoreResource(url=settings.online_store_url),
-        "pipes": dg.PipesSubprocessClient(),
+        "pipes": training_pipes(settings),
         "trainer": Trainer(**settings.training),
         "mlflow": MlflowTracking(
             tracking_uri=settings.mlflow_tracking_uri, artifact_root=settings.mlflow_artifact_root
@@ -59,3 +59,13 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
             environment=settings.service_environment(),
         ),
     }
+
+
+def training_pipes(settings: Settings) -> dg.PipesClient:
+    """A subprocess locally, dagster-k8s' Pipes client where a training pod is configured."""
+    if settings.training_pod is None:
+        return dg.PipesSubprocessClient()
+    # Imported here: dagster-k8s loads the Kubernetes client (a second), which only a cluster uses.
+    from dagster_k8s import PipesK8sClient
+
+    return PipesK8sClient()

@@ -4,6 +4,17 @@ Every table is partitioned by day in the column ``_partition_date``; writing a p
 exactly that partition (Delta's predicate overwrite), so re-materializing never duplicates rows.
 Each write returns the table version it committed, which assets record so any run can be
 reproduced later with a time-travel read of that version.
+
+Concurrent writers on S3 (the multiprocess executor, a backfill, the prediction log beside a
+run) are safe because every commit is a conditional put: delta-rs writes
+``_delta_log/<version>.json`` with ``If-None-Match: *``, so of two writers racing for one version
+S3 accepts exactly one, and the other re-reads the log, checks for conflicts and retries at the
+next version. ``SAFE_S3_COMMITS`` asks for that explicitly rather than trusting delta-rs'
+default. The older ways are gone or unsafe: deltalake 1.x dropped the DynamoDB locking provider
+(``AWS_S3_LOCKING_PROVIDER``), and an unconditional commit (``AWS_S3_ALLOW_UNSAFE_RENAME`` of
+older versions, or a store that ignores ``If-None-Match``) lets the second writer silently
+replace the first's commit, losing its rows.
+The store must honour conditional writes: AWS S3 does since 2024, as do MinIO and moto.
 """
 
 from __future__ import annotations
@@ -23,6 +34,8 @@ from deltalake.transaction import AddAction, create_table_with_add_actions
 from pydantic import Field
 
 PARTITION_COLUMN = "_partition_date"
+SAFE_S3_COMMITS = {"AWS_CONDITIONAL_PUT": "etag"}
+"""delta-rs options that make each commit to S3 a put-if-absent (see the module docstring)."""
 COMMIT_ATTEMPTS = 15
 """How often a day's commit is tried while other days' commits keep landing first (delta-rs' own
 default for its writer)."""
@@ -71,7 +84,7 @@ class Lakehouse(dg.ConfigurableResource):
             predicate=f"{PARTITION_COLUMN} = '{day}'",
             partition_by=[PARTITION_COLUMN],
             schema_mode="merge",
-            storage_options=self.storage_options or None,
+            storage_options=self._options(),
         )
         version = target.version() if target is not None else self.version(table)
         return DeltaCommit(table, self.table_uri(table), version, frame.height)
@@ -108,6 +121,13 @@ class Lakehouse(dg.ConfigurableResource):
             version = target.version()
         return DeltaCommit(table, self.table_uri(table), version, frame.height)
 
+    def _options(self) -> dict[str, str] | None:
+        """The configured storage options, with conditional commits forced on for S3: no
+        setting in the environment may turn them off."""
+        if self.root_uri.startswith(("s3://", "s3a://")):
+            return {**self.storage_options, **SAFE_S3_COMMITS}
+        return self.storage_options or None
+
     def _local_root(self) -> str | None:
         """The lake's folder when it is a plain path on this machine; None for a URI."""
         return None if "://" in self.root_uri else self.root_uri
@@ -119,7 +139,7 @@ class Lakehouse(dg.ConfigurableResource):
             frame.to_arrow(),
             mode="overwrite",
             schema_mode="merge",
-            storage_options=self.storage_options or None,
+            storage_options=self._options(),
         )
         return DeltaCommit(table, self.table_uri(table), self.version(table), frame.height)
 
@@ -131,7 +151,7 @@ class Lakehouse(dg.ConfigurableResource):
             frame.to_arrow(),
             mode="append",
             schema_mode="merge",
-            storage_options=self.storage_options or None,
+            storage_options=self._options(),
         )
         return DeltaCommit(table, self.table_uri(table), self.version(table), frame.height)
 
@@ -146,7 +166,7 @@ class Lakehouse(dg.ConfigurableResource):
         frame = pl.scan_delta(
             self.table_uri(table),
             version=version,
-            storage_options=self.storage_options or None,
+            storage_options=self._options(),
         )
         if partitions is not None:
             days = [date.fromisoformat(p).isoformat() for p in partitions]
@@ -190,7 +210,7 @@ class Lakehouse(dg.ConfigurableResource):
     def _open(self, table: str) -> DeltaTable | None:
         """The table at its latest version; None if nobody has written it yet."""
         try:
-            return DeltaTable(self.table_uri(table), storage_options=self.storage_options or None)
+            return DeltaTable(self.table_uri(table), storage_options=self._options())
         except TableNotFoundError:
             return None
 

@@ -22,6 +22,16 @@ Everything is read from the environment, so switching a deployment is configurat
 - ``TRAINING_ACCELERATOR``, ``TRAINING_DEVICES``, ``TRAINING_STRATEGY``: where models train (the
   ``lightning.Trainer`` arguments); ``auto`` each by default: every GPU there is, with DDP when
   there are several, else the CPU.
+- ``TRAINING_IMAGE``: set, studies and training runs go to a Kubernetes pod of this image
+  (through dagster-k8s' Pipes client) instead of a local subprocess, with
+  ``TRAINING_GPUS`` (``nvidia.com/gpu``, default 1; Lightning then trains on all of them, one
+  node), ``TRAINING_NAMESPACE`` (default: the launching pod's), ``TRAINING_NODE_SELECTOR`` (a JSON
+  object), ``TRAINING_TOLERATIONS`` (a JSON list), ``TRAINING_SECRETS`` (comma-separated Secret
+  names whose keys become its environment: credentials never travel as values) and
+  ``TRAINING_SERVICE_ACCOUNT``.
+- ``STEP_PODS``: ``true`` runs each asset step in a pod of its own (dagster-k8s'
+  ``k8s_job_executor``, under the Helm chart's ``K8sRunLauncher``); else a run's steps share its
+  process tree.
 - ``MODEL_APPROVERS``: comma-separated people who may promote a model version to ``champion``;
   nobody by default.
 - ``SERVING_TOKEN``: the bearer token model services require on ``/predict``; a service without
@@ -36,9 +46,11 @@ Everything is read from the environment, so switching a deployment is configurat
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
+
+from resources.k8s import TrainingPod
 
 Environment = Literal["local", "production"]
 
@@ -61,6 +73,10 @@ class Settings:
     model_approvers: tuple[str, ...] = ()
     training: dict[str, str] = field(default_factory=dict)
     """``lightning.Trainer`` arguments set in the environment: accelerator, devices, strategy."""
+    training_pod: TrainingPod | None = None
+    """Where studies and training runs go in a cluster; None trains in a local subprocess."""
+    step_pods: bool = False
+    """Whether each asset step runs in a pod of its own (``STEP_PODS``)."""
     partition_start: str = "2024-01-01"
     storage_options: dict[str, str] = field(default_factory=dict)
     """The lake's S3 options; empty for a local lake."""
@@ -90,7 +106,7 @@ class Settings:
                 raise ValueError(f"PLATFORM_ENV=production needs {required}")
         lakehouse_uri = env.get("LAKEHOUSE_URI", str(home / "lake"))
         landing_uri = env.get("LANDING_URI", str(home / "landing"))
-        return cls(
+        settings = cls(
             environment=environment,  # type: ignore[arg-type]
             home=home,
             lakehouse_uri=lakehouse_uri,
@@ -118,6 +134,13 @@ class Settings:
             serving_token=env.get("SERVING_TOKEN", ""),
             alert_webhook=bool(env.get("ALERT_WEBHOOK_URL")),
             canary_share=float(env.get("CANARY_SHARE", "0")),
+            step_pods=env.get("STEP_PODS", "").lower() in ("1", "true"),
+        )
+        pod = TrainingPod.from_env(env, settings.service_environment())
+        if pod is None:
+            return settings
+        return replace(
+            settings, training_pod=pod, training=pod.trainer_arguments(settings.training)
         )
 
     def service_environment(self) -> dict[str, str]:

@@ -37,6 +37,27 @@ class Batching:
 
 
 @dataclass(frozen=True)
+class Scaling:
+    """Replicas of the service in a cluster, added and removed on CPU: scoring is CPU-bound.
+
+    ``cpu`` and ``memory`` are each replica's requests (the autoscaler's 100%); locally one process
+    serves and this is not used.
+    """
+
+    min_replicas: int = 2
+    max_replicas: int = 10
+    target_cpu_percent: int = 70
+    cpu: str = "1"
+    memory: str = "2Gi"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_replicas <= self.max_replicas:
+            raise ValueError(f"scaling needs 1 <= min_replicas <= max_replicas, got {self}")
+        if not 1 <= self.target_cpu_percent <= 100:
+            raise ValueError(f"target_cpu_percent must lie in 1..100, got {self}")
+
+
+@dataclass(frozen=True)
 class Deployment:
     """One online service, declared: the asset ``deployment/<name>`` and its Bento ``<name>``."""
 
@@ -57,6 +78,7 @@ class Deployment:
     """What runs the model: its torch weights, or its ONNX export (fp32 or INT8) on onnxruntime."""
     port: int = 3100
     """The stable local port; Dagster's UI keeps 3000 and ``make dev`` 3001."""
+    scaling: Scaling = field(default_factory=Scaling)
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():

@@ -21,6 +21,7 @@ from assets.training.fraud import FRAUD
 from factories.deployments import deployment_asset
 from registry import discover
 from resources import build_resources
+from sensors.releases import release_sensor
 from serving.batch import score_events
 from serving.bundle import ServedModel
 from serving.edge import load_scorer
@@ -244,3 +245,36 @@ def test_a_new_release_switches_with_no_failed_request(
     assert metadata["previous_version"] == "1"
     assert len(outcomes) > 20
     assert set(outcomes) == {200}
+
+
+def test_the_release_sensor_deploys_an_approved_version_once(served: Served) -> None:
+    """Promotion happens outside Dagster: the sensor notices the alias move and asks for one
+    deploy, naming the versions, and nothing while the service serves what the registry says."""
+    trained = served.trained
+    deployment = replace(FRAUD_API, port=int(served.url.rsplit(":", 1)[1]))
+    sensor = release_sensor(deployment)
+    resources = build_resources(trained.settings)
+
+    def tick() -> dg.SensorResult:
+        with dg.build_sensor_context(instance=trained.instance, resources=resources) as context:
+            result = sensor(context)
+        assert isinstance(result, dg.SensorResult)
+        return result
+
+    assert "serves champion 1" in str(tick().skip_message)
+    registry = trained.registry()
+    client = trained.client()
+    first = client.get_model_version("fraud_scorer", "1")
+    second = client.create_model_version("fraud_scorer", first.source, first.run_id)
+    registry.record_gates(
+        "fraud_scorer", second.version, [], "test", registry.threshold("fraud_scorer", "1")
+    )
+    registry.promote("fraud_scorer", second.version, "alice", ("alice",), "retrained")
+    try:
+        [request] = tick().run_requests or []
+        assert sensor.job_name == "deploy_fraud_api"
+        assert request.tags["champion_version"] == second.version
+        assert request.tags["previous_version"] == "1"
+        assert request.run_key == tick().run_requests[0].run_key, "one key per release"
+    finally:
+        registry.promote("fraud_scorer", "1", "alice", ("alice",), "back")
