@@ -220,9 +220,11 @@ def bench_sensor(days: int) -> None:
             dg.materialize([report], partition_key=key, instance=instance)
 
         def tick(cursor: str | None) -> tuple[float, dg.SensorResult]:
-            context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
-            started = time.perf_counter()
-            result = sensor(context)
+            with dg.build_sensor_context(
+                instance=instance, cursor=cursor, definitions=defs
+            ) as context:
+                started = time.perf_counter()
+                result = sensor(context)
             return time.perf_counter() - started, result
 
         first_seconds, first = tick(None)

@@ -101,14 +101,14 @@ def test_blocking_check_stops_downstream_now_and_later(
     }
 
     schedule = next(s for s in defs.schedules if s.name == "relabel_gold_schedule")
-    context = dg.build_schedule_context(
+    with dg.build_schedule_context(
         instance=instance,
         scheduled_execution_time=datetime.combine(
             config.start + timedelta(days=2), datetime.min.time()
         ),
         repository_def=defs.get_repository_def(),
-    )
-    tick = schedule.evaluate_tick(context)
+    ) as context:
+        tick = schedule.evaluate_tick(context)
     assert not tick.run_requests
     assert f"{good_day}: silver/chargebacks {bad_day} failed its last run" in tick.skip_message
 

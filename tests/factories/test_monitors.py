@@ -148,10 +148,10 @@ def test_the_drift_sensor_requests_one_retraining_for_the_drifting_days(
 ) -> None:
     """Against the run's own reports: three critical days within the cooldown, one retraining."""
     sensor = drift_sensor(MONITOR, "train_fraud_scorer")
-    context = dg.build_sensor_context(
+    with dg.build_sensor_context(
         instance=watched.trained.instance, definitions=watched.trained.defs
-    )
-    result = sensor(context)
+    ) as context:
+        result = sensor(context)
     assert isinstance(result, dg.SensorResult)
     [request] = result.run_requests or []
     assert sensor.job_name == "train_fraud_scorer"
@@ -159,13 +159,10 @@ def test_the_drift_sensor_requests_one_retraining_for_the_drifting_days(
     assert request.tags["drift_day"] == "2024-05-15"
     assert request.tags["drift_severity"] == "critical"
     assert "amount" in request.tags["drift_features"]
-    again = sensor(
-        dg.build_sensor_context(
-            instance=watched.trained.instance,
-            definitions=watched.trained.defs,
-            cursor=result.cursor,
-        )
-    )
+    with dg.build_sensor_context(
+        instance=watched.trained.instance, definitions=watched.trained.defs, cursor=result.cursor
+    ) as context:
+        again = sensor(context)
     assert isinstance(again, dg.SensorResult) and not again.run_requests
 
 

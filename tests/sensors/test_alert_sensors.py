@@ -108,10 +108,10 @@ def test_a_failed_blocking_check_is_one_warning_and_only_once(
     alerts = Alerts(webhook_url=webhook.url)
 
     def tick(cursor: str | None) -> dg.SensorResult:
-        context = dg.build_sensor_context(
+        with dg.build_sensor_context(
             instance=instance, cursor=cursor, resources={"alerts": alerts}
-        )
-        result = sensor(context)
+        ) as context:
+            result = sensor(context)
         assert isinstance(result, dg.SensorResult)
         return result
 
@@ -154,12 +154,14 @@ def test_a_failed_run_without_failed_checks_is_no_check_alert(
 ) -> None:
     sensor = check_failure_alerts()
     resources = {"alerts": Alerts(webhook_url=webhook.url)}
-    start = sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        start = sensor(context)
     nightly.execute_in_process(instance=instance, raise_on_error=False)
 
-    result = sensor(
-        dg.build_sensor_context(instance=instance, cursor=start.cursor, resources=resources)
-    )
+    with dg.build_sensor_context(
+        instance=instance, cursor=start.cursor, resources=resources
+    ) as context:
+        result = sensor(context)
 
     assert result.skip_reason.skip_message == "no failed blocking check in 1 failed run(s)"
     assert not webhook.payloads

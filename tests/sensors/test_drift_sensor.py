@@ -63,10 +63,10 @@ class Loop:
         dg.materialize([self.report], instance=self.instance, partition_key=day(n))
 
     def tick(self) -> dg.SensorResult:
-        context = dg.build_sensor_context(
+        with dg.build_sensor_context(
             instance=self.instance, cursor=self.cursor, definitions=self.defs
-        )
-        result = self.sensor(context)
+        ) as context:
+            result = self.sensor(context)
         assert isinstance(result, dg.SensorResult)
         self.cursor = result.cursor
         return result

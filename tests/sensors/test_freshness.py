@@ -38,11 +38,10 @@ class Late:
         """The freshness sensor's tick at 07:00, and the check run it asks for."""
         sensor = self.defs.resolve_sensor_def(FRESHNESS_CHECKS_SENSOR)
         with freeze_time(DEADLINE + timedelta(hours=1)):
-            data = sensor.evaluate_tick(
-                dg.build_sensor_context(
-                    instance=self.instance, repository_def=self.defs.get_repository_def()
-                )
-            )
+            with dg.build_sensor_context(
+                instance=self.instance, repository_def=self.defs.get_repository_def()
+            ) as context:
+                data = sensor.evaluate_tick(context)
             [request] = data.run_requests or []
             result = dg.materialize(
                 [*self.defs.assets, *self.defs.asset_checks],
