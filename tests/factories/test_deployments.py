@@ -266,15 +266,15 @@ def test_the_release_sensor_deploys_an_approved_version_once(served: Served) -> 
     registry = trained.registry()
     client = trained.client()
     first = client.get_model_version("fraud_scorer", "1")
-    second = client.create_model_version("fraud_scorer", first.source, first.run_id)
+    second = str(client.create_model_version("fraud_scorer", first.source, first.run_id).version)
     registry.record_gates(
-        "fraud_scorer", second.version, [], "test", registry.threshold("fraud_scorer", "1")
+        "fraud_scorer", second, [], "test", registry.threshold("fraud_scorer", "1")
     )
-    registry.promote("fraud_scorer", second.version, "alice", ("alice",), "retrained")
+    registry.promote("fraud_scorer", second, "alice", ("alice",), "retrained")
     try:
         [request] = tick().run_requests or []
         assert sensor.job_name == "deploy_fraud_api"
-        assert request.tags["champion_version"] == second.version
+        assert request.tags["champion_version"] == second
         assert request.tags["previous_version"] == "1"
         assert request.run_key == tick().run_requests[0].run_key, "one key per release"
     finally:
