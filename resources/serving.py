@@ -38,6 +38,7 @@ class ServingTarget(dg.ConfigurableResource):
         built = subprocess.run(
             [sys.executable, "-m", "bentoml", "build", str(context_dir), "--output", "tag"],
             cwd=context_dir,
+            # A launcher: `bentoml build` inherits this environment, with its home and no tracking.
             env={**os.environ, "BENTOML_HOME": self.bentoml_home, "BENTOML_DO_NOT_TRACK": "true"},
             capture_output=True,
             text=True,
