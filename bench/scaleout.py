@@ -10,6 +10,9 @@ Generates seeded landing data for ``--days`` days once, then measures:
   SQLite instance. The ratio is the speedup: above 1, two workers win. Each step of a
   multiprocess run starts a Python process that loads the definitions, a fixed cost per step
   that larger days amortize.
+- ``step_start``: what each step process (a pod under ``STEP_PODS``) pays before any work: a
+  fresh interpreter that imports the project and builds the definitions, against one that only
+  imports dagster (the anchor, the floor of any Dagster step); the median of three of each.
 - ``s3_lake``: the same ``Lakehouse.write_partition`` of every day's silver transactions, then
   ``scan_days`` of the whole table, into a lake on moto's S3 server on loopback against a lake on
   local disk (the anchor). The ratio is the S3 lake's time over local disk's: what the object
@@ -119,6 +122,37 @@ def bench_executor(config: GeneratorConfig, landing: Path, workdir: Path) -> Pat
     return homes["in_process"]
 
 
+def fresh_process_seconds(code: str, repeats: int = 3) -> float:
+    """The median wall time of a new interpreter running ``code`` from the project root."""
+    root = Path(__file__).resolve().parents[1]
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], cwd=root, check=True)
+        times.append(time.perf_counter() - started)
+    return sorted(times)[len(times) // 2]
+
+
+def bench_step_start() -> None:
+    log("step start: a fresh process building the definitions, and one importing dagster")
+    anchor = fresh_process_seconds("import dagster")
+    ours = fresh_process_seconds(
+        "from definitions import build_definitions; from resources import Settings; "
+        "build_definitions(Settings.from_env())"
+    )
+    emit(
+        {
+            "bench": "scaleout",
+            "stage": "step_start",
+            "seconds": round(ours, 3),
+            "anchor": "import_dagster",
+            "anchor_seconds": round(anchor, 3),
+            "ratio": round(ours / anchor, 2),
+            "load_avg": round(os.getloadavg()[0], 2),
+        }
+    )
+
+
 def moto_server() -> tuple[subprocess.Popen[bytes], str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -218,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     landing = args.workdir / "landing"
     shutil.rmtree(landing, ignore_errors=True)
     generate(config, landing)
+    bench_step_start()
     home = bench_executor(config, landing, args.workdir)
     bench_s3_lake(Lakehouse(root_uri=str(home / "lake")), args.workdir)
     return 0

@@ -50,7 +50,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -680,7 +680,7 @@ def main() -> None:
                 continue
             begin = time.perf_counter()
             tag = serving.build(build_context(workdir / contender, bento_src, bundles[contender]))
-            target = serving.target(free_port())
+            target = serving.target(replace(deployment, port=free_port()))
             release = serving.release(deployment.name, tag, champion["version"], 0.0)
             try:
                 live = target.deploy(release)

@@ -125,7 +125,7 @@ def deployment_asset(
             tag = serving.build(build)
         share = _initial_share(deployment, versions)
         release = serving.release(deployment.name, tag, versions[CHAMPION], share)
-        live = serving.target(deployment.port).deploy(release)
+        live = serving.target(deployment).deploy(release)
         context.log.info(f"{deployment.name}: {tag} serves at {live.url}")
         return dg.MaterializeResult(
             metadata={
@@ -158,7 +158,7 @@ def canary_asset(deployment: Deployment) -> dg.AssetsDefinition:
         f"{deployment.traffic.max_p99_ms:g} ms.",
     )
     def canary(context: dg.AssetExecutionContext, serving: ServingTarget) -> dg.MaterializeResult:
-        target = serving.target(deployment.port)
+        target = serving.target(deployment)
         live = target.current(deployment.name)
         if live is None:
             raise dg.Failure(f"{deployment.name} is not deployed: materialize {deployment.table}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import dagster as dg
@@ -12,7 +13,7 @@ from resources.lakehouse import Lakehouse
 from resources.lakehouse_io import LakehouseIOManager
 from resources.landing_zone import LandingZone
 from resources.pseudonymizer import Pseudonymizer
-from resources.serving import ServingTarget
+from resources.serving import KubernetesServing, ServingTarget
 from resources.settings import Settings
 from resources.tracking import MlflowTracking
 from resources.trainer import StudyStorage, Trainer
@@ -57,8 +58,18 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
             state_dir=str(settings.home / "serving"),
             token=dg.EnvVar("SERVING_TOKEN"),
             environment=settings.service_environment(),
+            bento_store=settings.bento_store,
+            bento_storage_options=settings.bento_storage_options,
+            kubernetes=serving_cluster(settings),
         ),
     }
+
+
+def serving_cluster(settings: Settings) -> KubernetesServing | None:
+    cluster = settings.serving_cluster
+    if cluster is None:
+        return None
+    return KubernetesServing(**asdict(cluster))
 
 
 def training_pipes(settings: Settings) -> dg.PipesClient:

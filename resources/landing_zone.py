@@ -9,12 +9,10 @@ from __future__ import annotations
 from datetime import date
 
 import dagster as dg
-from pyarrow.fs import FileSystem, S3FileSystem
 from pydantic import Field
 
 from medallion.landing import (
     DELIVERED_MARKER,
-    LOCAL,
     FsPath,
     LandingFile,
     landing_delivered,
@@ -24,15 +22,7 @@ from medallion.landing import (
     read_landing_file,
     relative_path,
 )
-
-_S3_SCHEME = "s3://"
-_S3_OPTIONS = {
-    "AWS_ENDPOINT_URL": "endpoint_override",
-    "AWS_REGION": "region",
-    "AWS_ACCESS_KEY_ID": "access_key",
-    "AWS_SECRET_ACCESS_KEY": "secret_key",
-}
-"""The lakehouse's delta-rs storage options, as pyarrow's S3FileSystem names them."""
+from resources.object_store import S3_SCHEME, open_filesystem
 
 
 class LandingZone(dg.ConfigurableResource):
@@ -55,7 +45,7 @@ class LandingZone(dg.ConfigurableResource):
         run still counts (unless delivered again since). Each keeps the path it landed under, so
         its lineage (``relative``) is the same on every run. Sorted by file name.
         """
-        filesystem, root = self._filesystem(), self._root_path()
+        filesystem, root = open_filesystem(self.root, self.storage_options)
         on = date.fromisoformat(day)
         if not landing_delivered(root, table, on, filesystem):
             raise dg.Failure(
@@ -76,21 +66,4 @@ class LandingZone(dg.ConfigurableResource):
     def relative(self, path: FsPath) -> str:
         """A ``LandingFile.path`` as its name under the root, e.g.
         ``transactions/2024-03-01/part-0.csv``: the lineage bronze records, wherever the root is."""
-        return relative_path(self._root_path(), path)
-
-    def _root_path(self) -> str:
-        """The root as its filesystem names it: ``bucket/prefix`` on S3, the folder locally."""
-        return self.root.removeprefix(_S3_SCHEME)
-
-    def _filesystem(self) -> FileSystem:
-        """pyarrow's filesystem for the root; an S3 option it cannot take is refused, not dropped,
-        so a missing credential or endpoint shows up here rather than as an access error."""
-        if not self.root.startswith(_S3_SCHEME):
-            return LOCAL
-        unknown = set(self.storage_options) - {*_S3_OPTIONS, "AWS_ALLOW_HTTP"}
-        if unknown:
-            raise ValueError(f"landing storage options not understood: {sorted(unknown)}")
-        options = {_S3_OPTIONS[k]: v for k, v in self.storage_options.items() if k in _S3_OPTIONS}
-        # An endpoint URL's own scheme wins; the scheme only matters for one given as host:port.
-        http = self.storage_options.get("AWS_ALLOW_HTTP", "").lower() == "true"
-        return S3FileSystem(scheme="http" if http else "https", **options)
+        return relative_path(self.root.removeprefix(S3_SCHEME), path)

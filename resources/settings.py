@@ -29,6 +29,13 @@ Everything is read from the environment, so switching a deployment is configurat
   object), ``TRAINING_TOLERATIONS`` (a JSON list), ``TRAINING_SECRETS`` (comma-separated Secret
   names whose keys become its environment: credentials never travel as values) and
   ``TRAINING_SERVICE_ACCOUNT``.
+- ``SERVING_IMAGE``: set, model services run in Kubernetes (``serving.kubernetes``): pods of
+  this image (the platform image) that fetch their Bento from ``SERVING_BENTO_STORE``
+  (``s3://bucket/prefix``, required then, with the lake's S3 settings), in ``SERVING_NAMESPACE``
+  (default ``default``), reading the Kubernetes Secrets named in ``SERVING_SECRETS``
+  (comma-separated: ``SERVING_TOKEN`` and the store's S3 keys), as
+  ``SERVING_SERVICE_ACCOUNT``. Without it, services run on this machine; ``SERVING_BENTO_STORE``
+  alone still publishes each built Bento.
 - ``STEP_PODS``: ``true`` runs each asset step in a pod of its own (dagster-k8s'
   ``k8s_job_executor``, under the Helm chart's ``K8sRunLauncher``); else a run's steps share its
   process tree.
@@ -51,6 +58,7 @@ from pathlib import Path
 from typing import Literal
 
 from resources.k8s import TrainingPod
+from serving.kubernetes import Cluster
 
 Environment = Literal["local", "production"]
 
@@ -58,6 +66,8 @@ DEFAULT_HOME = Path(__file__).resolve().parents[1] / ".platform"
 """The project root's ``.platform``: the same folder ``make`` uses, wherever Python starts."""
 
 _S3_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+_S3_SETTINGS = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ALLOW_HTTP")
+"""The S3 options that are not secrets: a pod is given them as values, its keys as Secrets."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,11 @@ class Settings:
     """Where studies and training runs go in a cluster; None trains in a local subprocess."""
     step_pods: bool = False
     """Whether each asset step runs in a pod of its own (``STEP_PODS``)."""
+    serving_cluster: Cluster | None = None
+    """Where model services run in a cluster; None serves them on this machine."""
+    bento_store: str = ""
+    """Where built Bentos are published (``SERVING_BENTO_STORE``); empty: nowhere."""
+    bento_storage_options: dict[str, str] = field(default_factory=dict)
     partition_start: str = "2024-01-01"
     storage_options: dict[str, str] = field(default_factory=dict)
     """The lake's S3 options; empty for a local lake."""
@@ -106,6 +121,7 @@ class Settings:
                 raise ValueError(f"PLATFORM_ENV=production needs {required}")
         lakehouse_uri = env.get("LAKEHOUSE_URI", str(home / "lake"))
         landing_uri = env.get("LANDING_URI", str(home / "landing"))
+        bento_store = env.get("SERVING_BENTO_STORE", "")
         settings = cls(
             environment=environment,  # type: ignore[arg-type]
             home=home,
@@ -135,6 +151,9 @@ class Settings:
             alert_webhook=bool(env.get("ALERT_WEBHOOK_URL")),
             canary_share=float(env.get("CANARY_SHARE", "0")),
             step_pods=env.get("STEP_PODS", "").lower() in ("1", "true"),
+            serving_cluster=serving_cluster(env, bento_store),
+            bento_store=bento_store,
+            bento_storage_options=s3_storage_options(bento_store, env),
         )
         pod = TrainingPod.from_env(env, settings.service_environment())
         if pod is None:
@@ -144,9 +163,17 @@ class Settings:
         )
 
     def service_environment(self) -> dict[str, str]:
-        """What a model service must read as the platform does: the lake and the online store.
-        Secrets (S3 keys, the token) are not here: they reach the service by other means."""
+        """What a model service or a training pod must read as the platform does: the lake, the
+        online store, the S3 endpoint. Secrets (S3 keys, the token) are not here: they reach the
+        service by other means."""
+        s3 = {
+            name: value
+            for options in (self.storage_options, self.bento_storage_options)
+            for name, value in options.items()
+            if name in _S3_SETTINGS
+        }
         return {
+            **s3,
             "PLATFORM_ENV": self.environment,
             "PLATFORM_HOME": str(self.home),
             "LAKEHOUSE_URI": self.lakehouse_uri,
@@ -154,6 +181,7 @@ class Settings:
             "ONLINE_STORE_URL": self.online_store_url,
             "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
             "OPTUNA_STORAGE": self.optuna_storage,
+            **({"SERVING_BENTO_STORE": self.bento_store} if self.bento_store else {}),
         }
 
 
@@ -166,3 +194,17 @@ def s3_storage_options(uri: str, env: dict[str, str]) -> dict[str, str]:
     if options.get("AWS_ENDPOINT_URL", "").startswith("http://"):
         options["AWS_ALLOW_HTTP"] = "true"
     return options
+
+
+def serving_cluster(env: dict[str, str], bento_store: str) -> Cluster | None:
+    """The cluster ``SERVING_*`` describes; None without ``SERVING_IMAGE`` (serve locally)."""
+    if not env.get("SERVING_IMAGE"):
+        return None
+    if not bento_store.startswith("s3://"):
+        raise ValueError("SERVING_IMAGE needs SERVING_BENTO_STORE, an s3:// URI pods fetch from")
+    return Cluster(
+        image=env["SERVING_IMAGE"],
+        namespace=env.get("SERVING_NAMESPACE") or "default",
+        secrets=tuple(s.strip() for s in env.get("SERVING_SECRETS", "").split(",") if s.strip()),
+        service_account=env.get("SERVING_SERVICE_ACCOUNT") or None,
+    )

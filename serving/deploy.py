@@ -54,7 +54,10 @@ class DeployError(RuntimeError):
 
 
 def bentoml_command(
-    bento_tag: str, python: str = sys.executable, extra: tuple[str, ...] = ()
+    bento_tag: str,
+    python: str = sys.executable,
+    extra: tuple[str, ...] = (),
+    host: str = BACKEND_HOST,
 ) -> tuple[str, ...]:
     """``bentoml serve`` through the given interpreter, so the backend runs in the same
     environment as the Bento was built in rather than whichever ``bentoml`` is first on PATH."""
@@ -65,7 +68,7 @@ def bentoml_command(
         "serve",
         bento_tag,
         "--host",
-        BACKEND_HOST,
+        host,
         "--port",
         PORT_PLACEHOLDER,
         *extra,

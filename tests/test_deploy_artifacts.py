@@ -5,12 +5,14 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import kubernetes_validate
 import pytest
 import yaml
 from kubernetes_validate.utils import schema_contents
 from referencing import Registry, Resource
 
 from resources import Settings
+from serving.kubernetes import KINDS
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 KUBERNETES_VERSION = "1.29.0"
@@ -27,6 +29,7 @@ PRODUCTION_CONFIG_MAP = {  # what the mlops-platform-env ConfigMap holds in a re
     "ONLINE_STORE_URL": "redis://redis:6379/0",
     "MLFLOW_TRACKING_URI": "http://mlflow:5000",
     "OPTUNA_STORAGE": "postgresql://optuna@postgres/optuna",
+    "SERVING_BENTO_STORE": "s3://lake/bentos",
 }
 
 
@@ -72,6 +75,33 @@ def test_the_code_location_configures_training_pods_and_step_pods(
     assert settings.step_pods
     assert settings.training_pod is not None
     assert settings.training_pod.secrets == tuple(s["name"] for s in user_code["envSecrets"])
+
+
+def test_the_code_location_serves_models_in_the_cluster(user_code: dict[str, Any]) -> None:
+    cluster = Settings.from_env({**PRODUCTION_CONFIG_MAP, **user_code["env"]}).serving_cluster
+    assert cluster is not None
+    assert cluster.image == user_code["env"]["SERVING_IMAGE"]
+    assert cluster.secrets == tuple(s["name"] for s in user_code["envSecrets"])
+
+
+def test_the_runs_may_roll_out_exactly_what_the_deploy_target_applies(
+    values: dict[str, Any],
+) -> None:
+    role, binding = yaml.safe_load_all((DEPLOY / "k8s" / "serving-rbac.yaml").read_text())
+    for manifest in (role, binding):
+        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+    granted = {
+        (group, resource): set(rule["verbs"])
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    applied = {(api_version.rpartition("/")[0], f"{kind.lower()}s") for api_version, kind in KINDS}
+    assert granted.keys() == applied
+    assert all(verbs == {"get", "create", "patch", "delete"} for verbs in granted.values())
+    [subject] = binding["subjects"]
+    assert subject["name"] == values["global"]["serviceAccountName"]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
 
 
 def test_the_kubernetes_parts_are_kubernetes_objects(

@@ -79,7 +79,7 @@ def lived(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lived]:
             drift_start_day=DRIFT,
         )
         generate(data, Path(settings.landing_uri))
-        serving = build_resources(settings)["serving"].target(DEPLOYMENT.port)
+        serving = build_resources(settings)["serving"].target(DEPLOYMENT)
         try:
             yield Lived(live(settings, instance, DAYS, DRIFT, FIRST_MODEL, ("alice",), 2), instance)
         finally:

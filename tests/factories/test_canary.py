@@ -77,7 +77,7 @@ def canary(tmp_path: Path) -> Iterator[tuple[dg.AssetsDefinition, int, Path]]:
     script.write_text(BACKEND)
     deployment = replace(CANARY, port=free_port())
     yield canary_asset(deployment), deployment.port, script
-    serving(script, tmp_path).target(deployment.port).stop(deployment.name)
+    serving(script, tmp_path).target(deployment).stop(deployment.name)
 
 
 def serving(script: Path, home: Path, errors: int = 0, seconds: float = 0.004) -> SmallBackend:
@@ -106,7 +106,7 @@ def live_share(port: int) -> float:
 
 def start(target: ServingTarget, port: int, share: float) -> None:
     release = target.release(CANARY.name, "fraud_api:1", "1", share)
-    target.target(port).deploy(release)
+    target.target(replace(CANARY, port=port)).deploy(release)
 
 
 def test_a_healthy_challenger_walks_the_whole_ramp(

@@ -79,9 +79,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         try:
             yield served
         finally:
-            build_resources(trained.settings)["serving"].target(deployment.port).stop(
-                deployment.name
-            )
+            build_resources(trained.settings)["serving"].target(deployment).stop(deployment.name)
 
 
 @pytest.fixture(scope="module")

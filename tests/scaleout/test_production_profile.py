@@ -9,7 +9,10 @@ and train (one trial, one CPU), promote, deploy the service and get a served pre
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -40,7 +43,8 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:`isinstance\\(treespec, LeafSpec\\)` is deprecated"),
 ]
 
-PRODUCTION_YAML = Path(__file__).parents[2] / "deploy" / "production" / "dagster.yaml"
+ROOT = Path(__file__).parents[2]
+PRODUCTION_YAML = ROOT / "deploy" / "production" / "dagster.yaml"
 TOKEN = "scaleout-serving-token"
 
 
@@ -79,6 +83,7 @@ def test_the_reference_pipeline_runs_in_production_on_real_services(
         "MODEL_APPROVERS": "alice",
         "PSEUDONYMIZATION_KEY": TEST_KEY,
         "SERVING_TOKEN": TOKEN,
+        "SERVING_BENTO_STORE": f"s3://{bucket}/bentos",
         "DAGSTER_PG_HOST": POSTGRES["host"],
         "DAGSTER_PG_PORT": str(POSTGRES["port"]),
         "DAGSTER_PG_DB": dagster_db.name,
@@ -156,7 +161,7 @@ def test_the_reference_pipeline_runs_in_production_on_real_services(
                 timeout=60,
             )
         finally:
-            resources["serving"].target(deployment.port).stop(deployment.name)
+            resources["serving"].target(deployment).stop(deployment.name)
         assert answer.status_code == 200, answer.text
         [served] = answer.json()
         assert served["transaction_id"] == "scaleout-1"
@@ -164,6 +169,24 @@ def test_the_reference_pipeline_runs_in_production_on_real_services(
         assert 0.0 <= served["probability"] <= 1.0
 
         assert len(instance.get_runs()) == 2 * DATA.days + 2, "every run is in PostgreSQL"
+
+    # The Bento is in the Bento store, and a cluster's pod would fetch it as its init container
+    # does: from S3 into an empty BentoML home.
+    [release] = deployed.asset_materializations_for_node("deployment__fraud_api")
+    tag = str(release.metadata["bento_tag"].value)
+    bento, build = tag.split(":")
+    s3_client(s3_endpoint).head_object(Bucket=bucket, Key=f"bentos/{bento}/{build}.bento")
+    pod_home = tmp_path / "pod-bentoml"
+    fetch = [sys.executable, "-m", "resources.serving", "fetch", tag, "--into", str(pod_home)]
+    subprocess.run(fetch, cwd=ROOT, check=True, timeout=300)
+    subprocess.run(  # BentoML knows it there
+        [sys.executable, "-m", "bentoml", "get", tag],
+        env={**os.environ, "BENTOML_HOME": str(pod_home), "BENTOML_DO_NOT_TRACK": "true"},
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    assert (pod_home / "bentos" / bento / build / "bento.yaml").exists()
 
     # Every store is the production one, and nothing fell back to a local file.
     objects = s3_client(s3_endpoint).list_objects_v2(Bucket=bucket, Prefix="lake/gold/")
