@@ -60,12 +60,13 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
             environment=settings.service_environment(),
             bento_store=settings.bento_store,
             bento_storage_options=settings.bento_storage_options,
-            kubernetes=serving_cluster(settings),
+            kubernetes=kubernetes_serving(settings),
         ),
     }
 
 
-def serving_cluster(settings: Settings) -> KubernetesServing | None:
+def kubernetes_serving(settings: Settings) -> KubernetesServing | None:
+    """The settings' cluster as the serving resource's config; None serves on this machine."""
     cluster = settings.serving_cluster
     if cluster is None:
         return None

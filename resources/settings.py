@@ -151,7 +151,7 @@ class Settings:
             alert_webhook=bool(env.get("ALERT_WEBHOOK_URL")),
             canary_share=float(env.get("CANARY_SHARE", "0")),
             step_pods=env.get("STEP_PODS", "").lower() in ("1", "true"),
-            serving_cluster=serving_cluster(env, bento_store),
+            serving_cluster=cluster_from_env(env, bento_store),
             bento_store=bento_store,
             bento_storage_options=s3_storage_options(bento_store, env),
         )
@@ -196,7 +196,7 @@ def s3_storage_options(uri: str, env: dict[str, str]) -> dict[str, str]:
     return options
 
 
-def serving_cluster(env: dict[str, str], bento_store: str) -> Cluster | None:
+def cluster_from_env(env: dict[str, str], bento_store: str) -> Cluster | None:
     """The cluster ``SERVING_*`` describes; None without ``SERVING_IMAGE`` (serve locally)."""
     if not env.get("SERVING_IMAGE"):
         return None
