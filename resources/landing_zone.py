@@ -33,9 +33,8 @@ class LandingZone(dg.ConfigurableResource):
     )
     storage_options: dict[str, str] = Field(
         default_factory=dict,
-        description="S3 endpoint, region and keys for an s3:// root, named as the lakehouse "
-        "names them (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
-        "AWS_ALLOW_HTTP).",
+        description="S3 endpoint and region for an s3:// root, named as the lakehouse names "
+        "them (AWS_ENDPOINT_URL, AWS_REGION, AWS_ALLOW_HTTP); the keys come from the environment.",
     )
 
     def land(self, table: str, day: str) -> list[LandingFile]:

@@ -11,13 +11,9 @@ from collections.abc import Mapping
 from pyarrow.fs import FileSystem, LocalFileSystem, S3FileSystem
 
 S3_SCHEME = "s3://"
-_S3_OPTIONS = {
-    "AWS_ENDPOINT_URL": "endpoint_override",
-    "AWS_REGION": "region",
-    "AWS_ACCESS_KEY_ID": "access_key",
-    "AWS_SECRET_ACCESS_KEY": "secret_key",
-}
-"""The lakehouse's delta-rs storage options, as pyarrow's S3FileSystem names them."""
+_S3_OPTIONS = {"AWS_ENDPOINT_URL": "endpoint_override", "AWS_REGION": "region"}
+"""The lakehouse's delta-rs storage options, as pyarrow's S3FileSystem names them. The keys are
+not options: pyarrow reads them from the environment (or a cloud identity), as delta-rs does."""
 
 
 def open_filesystem(uri: str, storage_options: Mapping[str, str]) -> tuple[FileSystem, str]:

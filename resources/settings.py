@@ -9,8 +9,10 @@ Everything is read from the environment, so switching a deployment is configurat
   ``$PLATFORM_HOME/lake`` locally and is required in production.
 - ``LANDING_URI``: where landing files arrive, a local path or ``s3://bucket/prefix``; defaults to
   ``$PLATFORM_HOME/landing``.
-- ``AWS_ENDPOINT_URL``, ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``: S3 access
-  for an ``s3://`` lake or landing zone, passed to each as storage options.
+- ``AWS_ENDPOINT_URL``, ``AWS_REGION``: where an ``s3://`` lake, landing zone or Bento store is,
+  passed to each as storage options. The keys (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+  or a cloud identity) are not read here: delta-rs, pyarrow and boto3 take them from the
+  environment themselves, so no resource's configuration, and no page of the UI, holds them.
 - ``ONLINE_STORE_URL``: ``sqlite:///path.db`` or ``redis://host:port/db``; defaults to a SQLite
   file under ``$PLATFORM_HOME`` locally and is required in production.
 - ``MLFLOW_TRACKING_URI``: the MLflow tracking (and registry) server or database; defaults to a
@@ -65,9 +67,8 @@ Environment = Literal["local", "production"]
 DEFAULT_HOME = Path(__file__).resolve().parents[1] / ".platform"
 """The project root's ``.platform``: the same folder ``make`` uses, wherever Python starts."""
 
-_S3_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-_S3_SETTINGS = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ALLOW_HTTP")
-"""The S3 options that are not secrets: a pod is given them as values, its keys as Secrets."""
+_S3_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_REGION")
+"""The S3 settings that are not secrets: options of each store, values of each pod's environment."""
 
 
 @dataclass(frozen=True)
@@ -166,14 +167,10 @@ class Settings:
         """What a model service or a training pod must read as the platform does: the lake, the
         online store, the S3 endpoint. Secrets (S3 keys, the token) are not here: they reach the
         service by other means."""
-        s3 = {
-            name: value
-            for options in (self.storage_options, self.bento_storage_options)
-            for name, value in options.items()
-            if name in _S3_SETTINGS
-        }
         return {
-            **s3,
+            **self.landing_storage_options,
+            **self.storage_options,
+            **self.bento_storage_options,
             "PLATFORM_ENV": self.environment,
             "PLATFORM_HOME": str(self.home),
             "LAKEHOUSE_URI": self.lakehouse_uri,
@@ -186,8 +183,9 @@ class Settings:
 
 
 def s3_storage_options(uri: str, env: dict[str, str]) -> dict[str, str]:
-    """The S3 access options for ``uri`` from the environment, as delta-rs names them; none for a
-    local path. A plain-http endpoint (a local S3 server) must be allowed explicitly."""
+    """Where the S3 store of ``uri`` is, as delta-rs names it; nothing for a local path, and never
+    the keys (see the module's docstring). A plain-http endpoint (a local S3 server) must be
+    allowed explicitly."""
     if not uri.startswith("s3://"):
         return {}
     options = {var: env[var] for var in _S3_VARIABLES if var in env}

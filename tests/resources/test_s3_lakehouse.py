@@ -35,7 +35,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    """moto's S3 server, started from the installed binary on a free loopback port."""
+    """moto's S3 server, started from the installed binary on a free loopback port, with the
+    keys in the environment, where delta-rs, pyarrow and boto3 read them."""
     port = free_port()
     server = shutil.which("moto_server", path=str(Path(sys.executable).parent))
     assert server, "moto[server] is a dev dependency"
@@ -45,20 +46,23 @@ def s3_endpoint() -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with pytest.MonkeyPatch.context() as keys:
+        for name, value in CREDENTIALS.items():
+            keys.setenv(name, value)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
 
 
 def test_daily_ingest_runs_unchanged_on_an_s3_lake(
