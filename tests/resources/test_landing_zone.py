@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import dagster as dg
 import polars as pl
 import pytest
@@ -23,7 +22,7 @@ from medallion.landing import DELIVERED_MARKER
 from reference_data import generate
 from resources import LandingZone, Settings, build_resources
 from tests.conftest import with_config
-from tests.resources.test_s3_lakehouse import CREDENTIALS, s3_endpoint  # noqa: F401 (a fixture)
+from tests.resources.test_s3_lakehouse import CREDENTIALS, s3_client, s3_endpoint  # noqa: F401 (a fixture)
 
 DAY = "2024-03-01"
 FOLDER = f"transactions/{DAY}"
@@ -76,13 +75,7 @@ def landing(request: pytest.FixtureRequest, tmp_path: Path) -> Landing:
         return Landing(LandingZone(root=str(tmp_path / "landing")), tmp_path / "landing")
     endpoint = request.getfixturevalue("s3_endpoint")
     bucket = f"landing-{uuid.uuid4().hex[:12]}"
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        region_name=CREDENTIALS["AWS_REGION"],
-    )
+    s3 = s3_client(endpoint)
     s3.create_bucket(Bucket=bucket)
     settings = Settings.from_env(
         {"LANDING_URI": f"s3://{bucket}/landing/", "AWS_ENDPOINT_URL": endpoint, **CREDENTIALS}

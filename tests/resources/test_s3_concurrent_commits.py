@@ -12,14 +12,13 @@ from __future__ import annotations
 import threading
 import uuid
 
-import boto3
 import polars as pl
 import pytest
 from deltalake import DeltaTable
 
 from resources.lakehouse import Lakehouse
 from resources.settings import s3_storage_options
-from tests.resources.test_s3_lakehouse import CREDENTIALS, s3_endpoint  # noqa: F401 (a fixture)
+from tests.resources.test_s3_lakehouse import CREDENTIALS, s3_client, s3_endpoint  # noqa: F401 (a fixture)
 
 WRITERS = 2
 COMMITS = 6
@@ -43,13 +42,7 @@ def _write(lakehouse: Lakehouse, writer: int, mode: str, barrier: threading.Barr
 @pytest.mark.parametrize("mode", ["append", "partition"])
 def test_concurrent_writers_lose_no_commit(s3_endpoint: str, mode: str) -> None:  # noqa: F811
     bucket = f"lake-{uuid.uuid4().hex[:12]}"
-    boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        region_name=CREDENTIALS["AWS_REGION"],
-    ).create_bucket(Bucket=bucket)
+    s3_client(s3_endpoint).create_bucket(Bucket=bucket)
     root = f"s3://{bucket}/lake"
     options = s3_storage_options(root, {"AWS_ENDPOINT_URL": s3_endpoint, **CREDENTIALS})
     table = "log" if mode == "append" else "daily"

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import dagster as dg
@@ -25,6 +26,17 @@ CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "test",
     "AWS_REGION": "us-east-1",
 }
+
+
+def s3_client(endpoint: str) -> Any:
+    """boto3's S3 client for moto's server, with the test keys."""
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=CREDENTIALS["AWS_REGION"],
+    )
 
 
 def free_port() -> int:
@@ -69,13 +81,7 @@ def test_daily_ingest_runs_unchanged_on_an_s3_lake(
     s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PSEUDONYMIZATION_KEY", "s3-test-pseudonymization-key")
-    boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        region_name=CREDENTIALS["AWS_REGION"],
-    ).create_bucket(Bucket="lake")
+    s3_client(s3_endpoint).create_bucket(Bucket="lake")
     settings = Settings.from_env(
         {
             "PLATFORM_ENV": "production",

@@ -13,14 +13,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import boto3
 import httpx
 import psycopg
 import pytest
 from psycopg import sql
 from pytest_redis import factories
 
-from tests.resources.test_s3_lakehouse import CREDENTIALS, free_port, s3_endpoint
+from tests.resources.test_s3_lakehouse import CREDENTIALS, free_port, s3_client, s3_endpoint
 
 __all__ = ["s3_endpoint"]  # moto's S3 server, shared with the S3 lake tests
 
@@ -77,16 +76,6 @@ def bucket(s3_endpoint: str) -> str:
     name = f"platform-{uuid.uuid4().hex[:12]}"
     s3_client(s3_endpoint).create_bucket(Bucket=name)
     return name
-
-
-def s3_client(endpoint: str):
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        region_name=CREDENTIALS["AWS_REGION"],
-    )
 
 
 @pytest.fixture(scope="module")
